@@ -1,0 +1,15 @@
+"""POST /auth/login: email and password in, a bearer token out."""
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from imgclf import api, users
+
+router = Router()
+
+
+@router.post("/auth/login", summary="Log in", tags=["auth"])
+def login(request: users.LoginRequest) -> users.TokenReply:
+    """A bearer token for valid credentials; 401 otherwise."""
+    return users.login(request)
+
+
+app, lambda_handler = api.build(router, title="imgclf auth")

@@ -1,0 +1,17 @@
+"""POST /uploads: a pending prediction and a pre-signed S3 POST for its image."""
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from imgclf import api, uploads
+
+router = Router()
+
+
+@router.post(
+    "/uploads", status_code=201, summary="Start an upload", tags=["uploads"], security=api.BEARER
+)
+def create_upload(request: uploads.UploadRequest, caller: api.CurrentCaller) -> uploads.UploadReply:
+    """Create a pending prediction; the client then POSTs the image to ``upload.url``."""
+    return uploads.create_upload(caller.user_id, request)
+
+
+app, lambda_handler = api.build(router, title="imgclf uploads")

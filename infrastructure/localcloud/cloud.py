@@ -1,0 +1,427 @@
+"""The local cloud as one object: start every piece in order, watch them, stop them by PID.
+
+State (PIDs, URLs, the environment clients need) goes to ``<state dir>/state.json`` so that
+``python -m localcloud down``, ``invoke`` and the test fixtures find a running cloud.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localcloud import services
+from localcloud.gateway import FunctionUrl, HttpServer, RestGateway
+from localcloud.poller import SqsPoller
+from localcloud.provision import aws_clients, provision
+from localcloud.sandbox import FunctionPool, lambda_environment
+from localcloud.services import ManagedProcess, ProcessRecord
+from localcloud.template import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK, Template
+
+log = logging.getLogger("localcloud")
+
+STATE_FILE = "state.json"
+DEMO_LOGIN = ("admin@example.com", "admin")
+# Environment variables of `localcloud up` that override the same-named template variable.
+PASSTHROUGH = ("MODEL_WEIGHTS", "INFERENCE_ENGINE", "LOG_LEVEL")
+
+
+@dataclass
+class CloudConfig:
+    """Where and how the local cloud runs. Port 0 means "any free port"."""
+
+    project_dir: Path
+    template: Path
+    state_dir: Path
+    host: str = services.HOST
+    moto_port: int = 4566
+    redis_port: int = 6390
+    api_port: int = 3000
+    function_url_port: int = 3001
+    frontend_port: int = 8501
+    aws_endpoint: str | None = None  # use this endpoint (e.g. LocalStack) instead of moto
+    redis_url: str | None = None  # use this Redis instead of starting one
+    concurrency: dict[str, int] = field(default_factory=dict)
+    http_concurrency: int = 4
+    event_concurrency: int = 1
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    sqs_visibility_timeout: int | None = 30
+    frontend: bool = True
+    warm_event_functions: bool = True
+    stack_name: str = DEFAULT_STACK
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT
+    redis_restart_delay: float = 1.0
+
+    def resolved_port(self, port: int) -> int:
+        """The port itself, or a free one for 0."""
+        return port or services.free_port()
+
+
+def local_secret(state_dir: Path, service: str, reference: str) -> str:
+    """A local stand-in for a dynamic reference (e.g. a Secrets Manager secret): generated
+    once, kept in the state dir so tokens stay valid across restarts."""
+    path = state_dir / "secrets.json"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{service}:{reference}"
+    if key not in values:
+        values[key] = secrets.token_urlsafe(48)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
+    return values[key]
+
+
+def read_state(state_dir: Path) -> dict | None:
+    """The state file of a local cloud, or None."""
+    path = state_dir / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class LocalCloud:
+    """Moto, Redis, the template's resources, sandboxes, gateway, pollers, front end."""
+
+    def __init__(self, config: CloudConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self.logs = self.state_dir / "logs"
+        self.moto: ManagedProcess | None = None
+        self.redis: ManagedProcess | None = None
+        self.frontend: ManagedProcess | None = None
+        self.pools: dict[str, FunctionPool] = {}
+        self.servers: dict[str, HttpServer] = {}
+        self.pollers: list[SqsPoller] = []
+        self.endpoint: str = ""
+        self.redis_port = 0
+        self.redis_url = ""
+        self.template: Template | None = None
+        self.status = "starting"
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._redis_restarts = 0
+
+    # ---- start --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start everything; on failure stop what did start and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._refuse_second_instance()
+        self._write_state()
+        if config.aws_endpoint:
+            self.endpoint = config.aws_endpoint.rstrip("/")
+        else:
+            port = config.resolved_port(config.moto_port)
+            if services.port_open(port):
+                raise RuntimeError(f"port {port} is taken (moto); pass --moto-port")
+            self.moto = services.moto_server(port, self.logs / "moto.log")
+            self.endpoint = f"http://{services.HOST}:{port}"
+        if config.redis_url:
+            self.redis_url = config.redis_url
+        else:
+            self.redis_port = config.resolved_port(config.redis_port)
+            self._start_redis()
+            self.redis_url = f"redis://{services.HOST}:{self.redis_port}/0"
+        self._write_state()
+
+        self.template = Template(
+            config.template,
+            code_root=config.project_dir,
+            stack_name=config.stack_name,
+            account_id=config.account_id,
+            region=config.region,
+            dynamic_references=lambda s, r: local_secret(self.state_dir, s, r),
+            sqs_endpoint=self.endpoint,
+        )
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        clients = aws_clients(self.endpoint, config.region)
+        provisioned = provision(
+            self.template, clients, max_visibility_timeout=config.sqs_visibility_timeout
+        )
+
+        functions = self.template.functions()
+        overrides = {"REDIS_URL": self.redis_url}
+        overrides.update({k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)})
+        overrides.update(config.env_overrides)
+        for logical_id, spec in functions.items():
+            env = lambda_environment(
+                spec,
+                region=config.region,
+                account_id=config.account_id,
+                endpoint_url=self.endpoint,
+                overrides=overrides,
+            )
+            limit = config.concurrency.get(
+                logical_id, config.http_concurrency if spec.is_http else config.event_concurrency
+            )
+            warm = 1 if (spec.sqs_sources and config.warm_event_functions) else 0
+            self.pools[logical_id] = FunctionPool(
+                spec,
+                env,
+                concurrency=limit,
+                keep_warm=warm,
+                log_path=self.logs / f"{logical_id}.log",
+                on_change=self._write_state,
+            )
+        self._ensure_demo_user(functions)
+        for pool in self.pools.values():
+            pool.warm()
+
+        routes = [route for spec in functions.values() for route in spec.routes]
+        if routes:
+            gateway = RestGateway(
+                routes,
+                self.template.apis(),
+                self.pools,
+                account_id=config.account_id,
+                title=f"{config.stack_name} API",
+            )
+            self.servers["api"] = HttpServer(gateway, config.host, config.api_port).start()
+        url_port = config.function_url_port
+        for logical_id, spec in functions.items():
+            if spec.function_url:
+                app = FunctionUrl(self.pools[logical_id], account_id=config.account_id)
+                server = HttpServer(app, config.host, url_port)
+                self.servers[logical_id] = server.start()
+                url_port = url_port + 1 if url_port else 0
+
+        sqs = clients["sqs"]
+        for spec in functions.values():
+            for source in spec.sqs_sources:
+                if not source.enabled:
+                    continue
+                poller = SqsPoller(
+                    source,
+                    self.pools[spec.logical_id],
+                    sqs,
+                    provisioned.queues[source.queue],
+                    region=config.region,
+                )
+                poller.start()
+                self.pollers.append(poller)
+
+        if config.frontend:
+            self._start_frontend()
+        self.status = "ready"
+        self._write_state()
+
+    def _refuse_second_instance(self) -> None:
+        state = read_state(self.state_dir)
+        if not state or state.get("status") == "stopped":
+            return
+        record = ProcessRecord.from_json(state["supervisor"])
+        if record.pid != os.getpid() and record.is_ours():
+            raise RuntimeError(
+                f"a local cloud already runs from {self.state_dir} (PID {record.pid}); "
+                "stop it with `python -m localcloud down`"
+            )
+
+    def _start_redis(self) -> None:
+        self.redis = services.redis_server(
+            self.redis_port, self.state_dir / "redis", self.logs / "redis.log"
+        )
+
+    def _ensure_demo_user(self, functions: dict) -> None:
+        # The layer's own command, in a function's environment: no second copy of the logic.
+        spec = next(iter(functions.values()))
+        env = dict(self.pools[spec.logical_id].env)
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in spec.layers)
+        result = subprocess.run(
+            [sys.executable, "-m", "imgclf.users", "demo"],
+            env=env,
+            cwd=spec.code_dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"creating the demo user failed:\n{result.stderr}")
+
+    def _start_frontend(self) -> None:
+        app = self.config.project_dir / "frontend" / "app.py"
+        if not app.exists():
+            log.warning("no %s: the front end is not started", app)
+            return
+        port = self.config.resolved_port(self.config.frontend_port)
+        env = {
+            **os.environ,
+            **self.client_env(),
+            "IMGCLF_API_URL": self.api_url,
+            "PYTHONPATH": str(self.config.project_dir),
+        }
+        self.frontend = services.streamlit_server(app, port, env, self.logs / "frontend.log")
+        self._frontend_port = port
+
+    # ---- what clients see ----------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """The REST API's base URL (no stage prefix, like `sam local start-api`)."""
+        server = self.servers.get("api")
+        return server.url if server else ""
+
+    def function_urls(self) -> dict[str, str]:
+        """Function URL base URLs, by function."""
+        return {name: s.url + "/" for name, s in self.servers.items() if name != "api"}
+
+    def frontend_url(self) -> str:
+        """The Streamlit app's URL (empty when not started)."""
+        if not self.frontend:
+            return ""
+        return f"http://{services.HOST}:{self._frontend_port}"
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a client or test needs to reach this cloud's resources: the
+        template's variables (as the functions see them) and the endpoint."""
+        env: dict[str, str] = {}
+        for pool in self.pools.values():
+            for key, value in pool.spec.environment.items():
+                env.setdefault(key, pool.env.get(key, value))
+        env.pop("POWERTOOLS_SERVICE_NAME", None)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_REGION": self.config.region,
+                "AWS_DEFAULT_REGION": self.config.region,
+                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+                "REDIS_URL": self.redis_url,
+            }
+        )
+        return env
+
+    def _write_state(self) -> None:
+        with self._state_lock:
+            processes = {}
+            for process in (self.moto, self.redis, self.frontend):
+                if process is not None and process.alive():
+                    processes[process.name] = process.record().to_json()
+            state: dict[str, Any] = {
+                "status": self.status,
+                "supervisor": ProcessRecord(
+                    "supervisor", os.getpid(), services.process_cmdline(os.getpid()) or ""
+                ).to_json(),
+                "processes": processes,
+                "api_url": self.api_url,
+                "function_urls": self.function_urls(),
+                "frontend_url": self.frontend_url(),
+                "aws_endpoint": self.endpoint,
+                "redis_url": self.redis_url,
+                "redis_restarts": self._redis_restarts,
+                "demo_login": {"email": DEMO_LOGIN[0], "password": DEMO_LOGIN[1]},
+                "env": self.client_env() if self.pools else {},
+                "functions": {
+                    name: {"workers": pool.workers(), "concurrency": pool.concurrency}
+                    for name, pool in self.pools.items()
+                },
+            }
+            path = self.state_dir / STATE_FILE
+            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(state, indent=2))
+            tmp.replace(path)
+
+    # ---- run and stop ---------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Until stopped: bring back our redis-server if it dies (a cache restart loses
+        nothing: DynamoDB is the record); give up if moto dies."""
+        redis_down_since: float | None = None
+        while not self._stopping.wait(0.25):
+            if self.moto is not None and not self.moto.alive():
+                log.error("moto exited; see %s", self.moto.log_path)
+                return
+            if self.redis is not None and not self.redis.alive():
+                redis_down_since = redis_down_since or time.monotonic()
+                if time.monotonic() - redis_down_since >= self.config.redis_restart_delay:
+                    log.warning("redis-server exited; restarting it")
+                    with contextlib.suppress(Exception):
+                        self.redis.process.wait(1)
+                    self._start_redis()
+                    self._redis_restarts += 1
+                    redis_down_since = None
+                    self._write_state()
+
+    def request_stop(self) -> None:
+        """Ask watch() to return (signal handlers call this)."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop everything this cloud started, by PID, newest first."""
+        self._stopping.set()
+        if self.status == "stopped":
+            return
+        self.status = "stopping"
+        with contextlib.suppress(Exception):
+            self._write_state()
+        if self.frontend:
+            self.frontend.stop()
+        for poller in self.pollers:
+            poller.stop()
+        for server in self.servers.values():
+            with contextlib.suppress(Exception):
+                server.stop()
+        for pool in self.pools.values():
+            pool.close()
+        if self.redis:
+            self.redis.stop()
+        if self.moto:
+            self.moto.stop()
+        self.status = "stopped"
+        with contextlib.suppress(Exception):
+            self._write_state()
+
+
+def stop_running(state_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop the local cloud recorded in ``state_dir`` (``down``). True if one was running."""
+    state = read_state(state_dir)
+    if not state:
+        return False
+    supervisor = ProcessRecord.from_json(state["supervisor"])
+    found = False
+    if supervisor.is_ours():
+        found = True
+        os.kill(supervisor.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and supervisor.is_ours():
+            time.sleep(0.2)
+    # Whatever the supervisor could not stop (it was killed): stop by the recorded PIDs.
+    leftovers = [ProcessRecord.from_json(p) for p in state.get("processes", {}).values()]
+    for function in state.get("functions", {}).values():
+        for worker in function.get("workers", []):
+            leftovers.append(
+                ProcessRecord(
+                    "worker", int(worker["pid"]), services.process_cmdline(int(worker["pid"])) or ""
+                )
+            )
+    for record in leftovers:
+        if record.name == "worker":
+            cmdline = services.process_cmdline(record.pid) or ""
+            if "localcloud.worker" not in cmdline:
+                continue
+        if record.is_ours():
+            found = True
+            record.stop()
+    if supervisor.is_ours():
+        supervisor.stop(grace=1)
+    return found

@@ -1,0 +1,235 @@
+"""SQS event source mapping: moves queue messages into a function in batches, as Lambda does.
+
+- Batches by the template's BatchSize and MaximumBatchingWindowInSeconds.
+- Builds the SQS event exactly as Lambda delivers it.
+- Deletes only what succeeded: all on success; with ReportBatchItemFailures all but the
+  reported ids; nothing when the function fails, times out or its sandbox dies. What is
+  not deleted comes back after the visibility timeout, and the queue's redrive policy moves
+  it to the dead-letter queue after maxReceiveCount receives.
+- While a batch runs, its messages are kept invisible (the visibility timeout may be
+  shortened locally so a lost batch comes back quickly without being received twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from localcloud.sandbox import FunctionPool, InvokeResult
+from localcloud.template import SqsSource
+
+log = logging.getLogger("localcloud.poller")
+
+# SQS returns at most 10 messages per ReceiveMessage call.
+_RECEIVE_MAX = 10
+
+
+def sqs_record(message: dict, source_arn: str, region: str) -> dict:
+    """One record of the Lambda SQS event for a received message."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": {
+            name: _message_attribute(value)
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": source_arn,
+        "awsRegion": region,
+    }
+
+
+def _message_attribute(value: dict) -> dict:
+    # Lambda spells these camelCase and always includes both list fields.
+    out = {
+        "stringListValues": value.get("StringListValues", []),
+        "binaryListValues": value.get("BinaryListValues", []),
+        "dataType": value["DataType"],
+    }
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        import base64
+
+        out["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    return out
+
+
+def failed_message_ids(result: InvokeResult, records: list[dict], report: bool) -> set[str]:
+    """Which messages of a batch failed, following Lambda's rules."""
+    all_ids = {record["messageId"] for record in records}
+    if not result.ok:
+        return all_ids
+    if not report:
+        return set()
+    payload = result.payload
+    if payload is None:
+        return set()
+    if not isinstance(payload, dict):
+        return set()  # any other reply counts as complete success, as in Lambda
+    failures = payload.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return all_ids
+    failed = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in all_ids:
+            return all_ids  # a malformed report fails the whole batch
+        failed.add(identifier)
+    return failed
+
+
+class SqsPoller:
+    """One event source mapping: a thread that polls a queue and invokes a function."""
+
+    def __init__(
+        self,
+        source: SqsSource,
+        pool: FunctionPool,
+        sqs: Any,
+        queue_url: str,
+        *,
+        region: str,
+    ) -> None:
+        self.source = source
+        self.pool = pool
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.region = region
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"poller-{source.function}-{source.event}", daemon=True
+        )
+        self.batches = 0
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling (a batch in flight is left to the visibility timeout)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _visibility_timeout(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]
+        return int(attributes["VisibilityTimeout"])
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = self._collect_batch()
+                if messages:
+                    self._process(messages)
+            except Exception:
+                log.exception("%s: polling failed; retrying", self.source.queue_name)
+                self._stop.wait(1.0)
+
+    def _collect_batch(self) -> list[dict]:
+        messages: list[dict] = []
+        window_ends: float | None = None
+        while not self._stop.is_set() and len(messages) < self.source.batch_size:
+            if messages and window_ends is not None:
+                remaining = window_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = min(int(remaining + 0.999), 20)
+            else:
+                wait = 1  # short long-polls keep shutdown quick
+            received = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(_RECEIVE_MAX, self.source.batch_size - len(messages)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if received:
+                messages.extend(received)
+                if window_ends is None:
+                    window_ends = time.monotonic() + self.source.batching_window
+            if messages and self.source.batching_window == 0:
+                break
+        return messages
+
+    def _process(self, messages: list[dict]) -> None:
+        records = [sqs_record(m, self.source.queue_arn, self.region) for m in messages]
+        keeper = _VisibilityKeeper(self.sqs, self.queue_url, records, self._visibility_timeout())
+        keeper.start()
+        try:
+            result = self.pool.invoke({"Records": records})
+        finally:
+            keeper.stop()
+        self.batches += 1
+        failed = failed_message_ids(result, records, self.source.report_batch_item_failures)
+        done = [r for r in records if r["messageId"] not in failed]
+        if not result.ok:
+            log.warning(
+                "%s: batch of %d failed (%s: %s); left for retry",
+                self.source.function,
+                len(records),
+                result.error_type,
+                result.error_message,
+            )
+        elif failed:
+            log.info(
+                "%s: %d of %d messages reported failed",
+                self.source.function,
+                len(failed),
+                len(records),
+            )
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)
+                ],
+            )
+
+
+class _VisibilityKeeper:
+    """Extends a batch's visibility timeout while the function works on it."""
+
+    def __init__(self, sqs: Any, queue_url: str, records: list[dict], visibility: int) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.records = records
+        self.visibility = max(visibility, 2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.visibility / 2):
+            for start in range(0, len(self.records), 10):
+                chunk = self.records[start : start + 10]
+                try:
+                    self.sqs.change_message_visibility_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[
+                            {
+                                "Id": str(i),
+                                "ReceiptHandle": r["receiptHandle"],
+                                "VisibilityTimeout": self.visibility,
+                            }
+                            for i, r in enumerate(chunk)
+                        ],
+                    )
+                except Exception:
+                    log.debug("visibility extension failed", exc_info=True)

@@ -1,0 +1,1 @@
+"""imgclf: the domain code every imgclf Lambda function shares (a Lambda layer)."""

@@ -1,0 +1,169 @@
+"""Predictions as callers see them: one view, read Redis first and DynamoDB second,
+long-polling until a result arrives, and a user's list newest first, page by page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from imgclf import cache
+from imgclf.errors import BadRequest, NotFound
+from imgclf.tables import PENDING, PredictionRecord
+
+# A long-poll re-reads DynamoDB at least this often, in case a completion message was lost.
+RECHECK_SECONDS = 5.0
+MAX_WAIT_SECONDS = 20
+
+
+class ClassScore(BaseModel):
+    """One of the top five classes."""
+
+    class_id: str
+    label: str
+    score: float
+
+
+class Result(BaseModel):
+    """The best class and the top five."""
+
+    label: str
+    score: float
+    top5: list[ClassScore]
+
+
+class ModelInfo(BaseModel):
+    """Which model and weights produced a result."""
+
+    name: str
+    weights: str
+
+
+class PredictionView(BaseModel):
+    """A prediction as its owner sees it."""
+
+    id: str
+    status: Literal["pending", "done", "failed"]
+    filename: str
+    created_at: str
+    completed_at: str | None
+    result: Result | None
+    error: str | None
+    model: ModelInfo | None
+
+
+class PredictionPage(BaseModel):
+    """A page of the caller's predictions, newest first; pass next_cursor for the next."""
+
+    items: list[PredictionView]
+    next_cursor: str | None
+
+
+class _Cursor(BaseModel):
+    id: str
+    created_at: str
+
+
+def view_of(record: PredictionRecord) -> PredictionView:
+    """The public view of a stored prediction."""
+    model = (
+        ModelInfo(name=record.model_name, weights=record.weights)
+        if record.model_name and record.weights
+        else None
+    )
+    return PredictionView(
+        id=record.id,
+        status=record.status,
+        filename=record.filename,
+        created_at=record.created_at,
+        completed_at=record.completed_at,
+        result=None if record.result is None else Result.model_validate(record.result.as_dict()),
+        error=record.error,
+        model=model,
+    )
+
+
+def publish_result(record: PredictionRecord) -> None:
+    """Cache a finished prediction and wake its long-pollers (call after the DynamoDB write)."""
+    document = {**view_of(record).model_dump(), "user_id": record.user_id}
+    cache.write_prediction(record.id, document)
+    cache.publish_status(record.id, record.status)
+
+
+def _read(user_id: str, prediction_id: str) -> PredictionView:
+    cached = cache.read_prediction(prediction_id)
+    if cached is not None:
+        if cached.pop("user_id", None) != user_id:
+            raise NotFound("prediction not found")
+        return PredictionView.model_validate(cached)
+    try:
+        record = PredictionRecord.get(prediction_id, consistent_read=True)
+    except PredictionRecord.DoesNotExist:
+        raise NotFound("prediction not found") from None
+    if record.user_id != user_id:
+        raise NotFound("prediction not found")
+    if record.status != PENDING:
+        # Read-through: the next reader of this finished prediction is served by Redis.
+        cache.write_prediction(record.id, {**view_of(record).model_dump(), "user_id": user_id})
+    return view_of(record)
+
+
+def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> PredictionView:
+    """The caller's prediction; NotFound for an unknown id or another user's.
+
+    With ``wait`` > 0, a pending prediction is watched for up to ``wait`` seconds and
+    returned as soon as it is done or failed (still pending if time runs out).
+    """
+    view = _read(user_id, prediction_id)
+    if view.status != PENDING or wait <= 0:
+        return view
+    deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
+    with cache.completion_waiter(prediction_id) as wait_for_completion:
+        # Re-read once subscribed, so a completion just before the subscription is seen.
+        view = _read(user_id, prediction_id)
+        while view.status == PENDING and (remaining := deadline - time.monotonic()) > 0:
+            wait_for_completion(min(remaining, RECHECK_SECONDS))
+            view = _read(user_id, prediction_id)
+    return view
+
+
+def _encode_cursor(record: PredictionRecord) -> str:
+    raw = json.dumps({"id": record.id, "created_at": record.created_at}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> _Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return _Cursor.model_validate_json(raw)
+    except (binascii.Error, ValueError, ValidationError):
+        raise BadRequest("invalid cursor") from None
+
+
+def list_predictions(user_id: str, limit: int, cursor: str | None = None) -> PredictionPage:
+    """Up to ``limit`` of the caller's predictions, newest first, after ``cursor``."""
+    start = None
+    if cursor is not None:
+        after = _decode_cursor(cursor)
+        # The user id comes from the token, never from the cursor: a cursor cannot
+        # reach into another user's list.
+        start = {
+            "id": {"S": after.id},
+            "user_id": {"S": user_id},
+            "created_at": {"S": after.created_at},
+        }
+    # One extra item tells whether there is a next page, without an empty last page.
+    records = list(
+        PredictionRecord.by_user.query(
+            user_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=start
+        )
+    )
+    page, more = records[:limit], len(records) > limit
+    return PredictionPage(
+        items=[view_of(record) for record in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )

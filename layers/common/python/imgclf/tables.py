@@ -1,0 +1,114 @@
+"""DynamoDB tables as pynamodb models: users, predictions, feedback.
+
+Table names, region and endpoint come from the settings, so the same models talk to AWS,
+moto or LocalStack (pynamodb does not read AWS_ENDPOINT_URL by itself; Meta.host does it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from imgclf.settings import get_settings
+
+PENDING, DONE, FAILED = "pending", "done", "failed"
+
+_settings = get_settings()
+
+
+def utc_timestamp() -> str:
+    """Now as ISO-8601 UTC with microseconds and a Z: sorts as text in time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class UserRecord(Model):
+    """A user who can log in; the email (lower-cased) is the key."""
+
+    class Meta:
+        table_name = _settings.users_table
+        region = _settings.aws_region
+        host = _settings.aws_endpoint_url
+
+    email = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    created_at = UnicodeAttribute(default_for_new=utc_timestamp)
+
+
+class ByUserIndex(GlobalSecondaryIndex["PredictionRecord"]):
+    """A user's predictions by creation time (query with scan_index_forward=False)."""
+
+    class Meta:
+        index_name = "by-user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class ByImageIndex(GlobalSecondaryIndex["PredictionRecord"]):
+    """Finished predictions by "{sha256}#{model}#{weights}", to reuse a result."""
+
+    class Meta:
+        index_name = "by-image"
+        projection = AllProjection()
+
+    image_digest = UnicodeAttribute(hash_key=True)
+
+
+class PredictionRecord(Model):
+    """One uploaded image and its classification; status moves pending -> done | failed."""
+
+    class Meta:
+        table_name = _settings.predictions_table
+        region = _settings.aws_region
+        host = _settings.aws_endpoint_url
+
+    id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    created_at = UnicodeAttribute(default_for_new=utc_timestamp)
+    status = UnicodeAttribute(default_for_new=PENDING)
+    object_key = UnicodeAttribute()
+    filename = UnicodeAttribute()
+    content_type = UnicodeAttribute()
+    size = NumberAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    # {label, score, top5: [{class_id, label, score}]}
+    result = MapAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    model_name = UnicodeAttribute(null=True)
+    weights = UnicodeAttribute(null=True)
+    sha256 = UnicodeAttribute(null=True)
+    # Set only when done, so the by-image index holds reusable results only.
+    image_digest = UnicodeAttribute(null=True)
+    # {read_ms, decode_ms, inference_ms, batch_size}
+    timings = MapAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+    by_user = ByUserIndex()
+    by_image = ByImageIndex()
+
+
+class FeedbackRecord(Model):
+    """A user's verdict on a prediction: one per user and prediction (a resend replaces it)."""
+
+    class Meta:
+        table_name = _settings.feedback_table
+        region = _settings.aws_region
+        host = _settings.aws_endpoint_url
+
+    prediction_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    correct = BooleanAttribute()
+    label = UnicodeAttribute(null=True)
+    comment = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(default_for_new=utc_timestamp)

@@ -1,0 +1,430 @@
+"""Turn a load run's summary (load/results/summary.json) into load/REPORT.md and PNG plots.
+
+`python -m load.report` rewrites the report from the last run's summary without re-running.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt
+
+LOAD_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = LOAD_DIR / "results"
+SUMMARY_PATH = RESULTS_DIR / "summary.json"
+REPORT_PATH = LOAD_DIR / "REPORT.md"
+THROUGHPUT_PNG = "throughput.png"
+LATENCY_PNG = "latency.png"
+E2E = "classify e2e"
+
+# The original system's published figures (FastAPI + Redis + a TF model service).
+ORIGINAL = {
+    "rps": (3.3, 7.5),
+    "median_ms": {10: 230, 100: 2200},
+    "failures_pct": {50: 1.0, 100: 17.0},
+}
+# The issue's targets for this machine.
+TARGET_THROUGHPUT_SHARE = 0.60
+TARGET_LATENCY_FACTOR = 3.0
+
+ENDPOINT_ORDER = (
+    E2E,
+    "POST /auth/login",
+    "POST /uploads",
+    "POST s3 presigned",
+    "GET /predictions/{id}?wait",
+    "GET /predictions",
+    "GET /predictions/{id}",
+    "POST /predictions/{id}/feedback",
+)
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _pct(part: float, whole: float) -> str:
+    if not whole:
+        return "-"
+    share = 100.0 * part / whole
+    # A handful of failures among many requests must not print as 0.0%.
+    return "<0.1%" if part and share < 0.1 else f"{share:.1f}%"
+
+
+def _sandboxes_label(count: int) -> str:
+    return f"{count} sandbox" if count == 1 else f"{count} sandboxes"
+
+
+def _user_ticks(ax, summary: dict) -> None:
+    """Log x axis labelled with the user counts that were run."""
+    counts = sorted({s["users"] for s in summary["scenarios"]})
+    ax.set_xscale("log")
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(c) for c in counts])
+    ax.minorticks_off()
+
+
+def _scenarios(summary: dict, sandboxes: int) -> list[dict]:
+    found = [s for s in summary["scenarios"] if s["sandboxes"] == sandboxes]
+    return sorted(found, key=lambda s: s["users"])
+
+
+def _sandbox_counts(summary: dict) -> list[int]:
+    return sorted({s["sandboxes"] for s in summary["scenarios"]})
+
+
+def _find(summary: dict, sandboxes: int, users: int) -> dict | None:
+    for scenario in summary["scenarios"]:
+        if scenario["sandboxes"] == sandboxes and scenario["users"] == users:
+            return scenario
+    return None
+
+
+def e2e_stats(scenario: dict) -> dict:
+    """The `classify e2e` row of a scenario (zeros when no classify finished)."""
+    return scenario["endpoints"].get(
+        E2E, {"requests": 0, "failures": 0, "rps": 0.0, "median_ms": None, "p95_ms": None}
+    )
+
+
+def evaluate_targets(summary: dict) -> list[dict]:
+    """Each target with the measured value and whether it was met."""
+    engine = summary["engine"]
+    rows = []
+    failed = [s for s in summary["scenarios"] if s["aggregated"]["failures"]]
+    lost = [s for s in summary["scenarios"] if s["lost"]]
+    rows.append(
+        {
+            "target": "0 failed requests in every scenario",
+            "measured": (
+                "0 in every scenario"
+                if not failed
+                else ", ".join(
+                    f"{s['aggregated']['failures']} at {s['users']} users x {s['sandboxes']}"
+                    for s in failed
+                )
+            ),
+            "met": not failed,
+        }
+    )
+    rows.append(
+        {
+            "target": "no image lost (every upload ends done or failed)",
+            "measured": (
+                f"{sum(s['uploads'] for s in summary['scenarios']):,} uploads, 0 lost"
+                if not lost
+                else ", ".join(f"{s['lost']} lost at {s['users']} users" for s in lost)
+            ),
+            "met": not lost,
+        }
+    )
+    at50 = [s for s in summary["scenarios"] if s["users"] == 50]
+    if at50 and engine.get("images_per_s"):
+        best = max(at50, key=lambda s: e2e_stats(s)["rps"])
+        share = e2e_stats(best)["rps"] / engine["images_per_s"]
+        rows.append(
+            {
+                "target": "classify e2e throughput at 50 users >= 60% of the raw engine",
+                "measured": (
+                    f"{e2e_stats(best)['rps']:.1f} img/s ({best['sandboxes']} sandbox"
+                    f"{'es' if best['sandboxes'] > 1 else ''}) = {share:.0%} of "
+                    f"{engine['images_per_s']:.1f} img/s"
+                ),
+                "met": share >= TARGET_THROUGHPUT_SHARE,
+            }
+        )
+    at1 = [s for s in summary["scenarios"] if s["users"] == 1]
+    if at1 and engine.get("batch1_ms"):
+        best = min(at1, key=lambda s: e2e_stats(s)["median_ms"] or float("inf"))
+        median = e2e_stats(best)["median_ms"]
+        factor = (median or float("inf")) / engine["batch1_ms"]
+        rows.append(
+            {
+                "target": "classify e2e median at 1 user <= 3x the raw batch-1 latency",
+                "measured": (f"{_fmt_ms(median)} ms = {factor:.1f}x {engine['batch1_ms']:.0f} ms"),
+                "met": factor <= TARGET_LATENCY_FACTOR,
+            }
+        )
+    return rows
+
+
+def _summary_table(summary: dict) -> list[str]:
+    engine_ips = summary["engine"].get("images_per_s") or 0.0
+    lines = [
+        "| sandboxes | users | requests | failures | RPS | classify e2e/s | e2e median ms "
+        "| e2e p95 ms | uploads | finished | lost | e2e/s / engine |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sandboxes in _sandbox_counts(summary):
+        for s in _scenarios(summary, sandboxes):
+            agg, e2e = s["aggregated"], e2e_stats(s)
+            share = f"{e2e['rps'] / engine_ips:.0%}" if engine_ips else "-"
+            lines.append(
+                f"| {sandboxes} | {s['users']} | {agg['requests']:,} "
+                f"| {_pct(agg['failures'], agg['requests'])} | {agg['rps']:.1f} "
+                f"| {e2e['rps']:.1f} | {_fmt_ms(e2e['median_ms'])} | {_fmt_ms(e2e['p95_ms'])} "
+                f"| {s['uploads']:,} | {s['finished']:,} | {s['lost']} | {share} |"
+            )
+    return lines
+
+
+def _endpoint_table(summary: dict, sandboxes: int) -> list[str]:
+    lines = [
+        "| users | endpoint | requests | failures | RPS | median ms | p95 ms |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in _scenarios(summary, sandboxes):
+        names = [n for n in ENDPOINT_ORDER if n in s["endpoints"]]
+        names += sorted(n for n in s["endpoints"] if n not in ENDPOINT_ORDER)
+        for name in names:
+            row = s["endpoints"][name]
+            lines.append(
+                f"| {s['users']} | {name} | {row['requests']:,} "
+                f"| {_pct(row['failures'], row['requests'])} | {row['rps']:.2f} "
+                f"| {_fmt_ms(row['median_ms'])} | {_fmt_ms(row['p95_ms'])} |"
+            )
+    return lines
+
+
+def _comparison_table(summary: dict) -> list[str]:
+    rps = [s["aggregated"]["rps"] for s in summary["scenarios"] if s["users"] >= 10]
+    one = min(_sandbox_counts(summary))
+
+    def e2e_median(users: int) -> str:
+        found = _find(summary, one, users)
+        return f"{_fmt_ms(e2e_stats(found)['median_ms'])} ms" if found else "not run"
+
+    def failures(users: int) -> str:
+        found = [s for s in summary["scenarios"] if s["users"] == users]
+        if not found:
+            return "not run"
+        return " / ".join(
+            _pct(s["aggregated"]["failures"], s["aggregated"]["requests"]) for s in found
+        )
+
+    second = []
+    for users in sorted({s["users"] for s in summary["scenarios"]}):
+        a, b = _find(summary, 1, users), _find(summary, 2, users)
+        if a and b and users >= 50:
+            second.append(f"{users} users: {e2e_stats(a)['rps']:.1f} -> {e2e_stats(b)['rps']:.1f}")
+    lines = [
+        "| | original (published) | imgclf (this run) |",
+        "|---|---|---|",
+        f"| requests/s | 3.3-7.5 | {min(rps):.1f}-{max(rps):.1f} |" if rps else "",
+        f"| predict / classify e2e median, 10 users | 230 ms | {e2e_median(10)} |",
+        f"| predict / classify e2e median, 100 users | 2,200 ms | {e2e_median(100)} |",
+        f"| failures, 50 users | 1% | {failures(50)} |",
+        f"| failures, 100 users | 17% | {failures(100)} |",
+        "| a second model instance | made it worse | classify e2e/s, 1 -> 2 sandboxes: "
+        + ("; ".join(second) if second else "not run")
+        + " |",
+        "| model serving | `model.predict`, one image at a time, 50 ms sleep between jobs "
+        "| one graph call per SQS batch (up to 16 images) |",
+        "| client | logged in on every task | logs in once per user |",
+    ]
+    return [line for line in lines if line]
+
+
+def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
+    """Draw throughput and latency against users, 1 vs 2 sandboxes; return the file names."""
+    engine_ips = summary["engine"].get("images_per_s")
+    styles = {1: ("tab:blue", "o"), 2: ("tab:orange", "s")}
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for sandboxes in _sandbox_counts(summary):
+        rows = [s for s in _scenarios(summary, sandboxes) if s["users"] >= 1]
+        users = [s["users"] for s in rows]
+        colour, marker = styles.get(sandboxes, ("tab:green", "^"))
+        ax.plot(
+            users,
+            [s["aggregated"]["rps"] for s in rows],
+            marker=marker,
+            color=colour,
+            linestyle="--",
+            label=f"all requests/s, {_sandboxes_label(sandboxes)}",
+        )
+        ax.plot(
+            users,
+            [e2e_stats(s)["rps"] for s in rows],
+            marker=marker,
+            color=colour,
+            label=f"classify e2e/s, {_sandboxes_label(sandboxes)}",
+        )
+    if engine_ips:
+        ax.axhline(engine_ips, color="black", linewidth=1, label="raw engine images/s")
+        ax.axhline(
+            engine_ips * TARGET_THROUGHPUT_SHARE,
+            color="grey",
+            linestyle=":",
+            label="target: 60% of raw engine",
+        )
+    ax.axhspan(*ORIGINAL["rps"], color="red", alpha=0.15, label="original: 3.3-7.5 RPS")
+    _user_ticks(ax, summary)
+    ax.set_xlabel("concurrent users")
+    ax.set_ylabel("per second")
+    ax.set_title("imgclf throughput on the local cloud (2 cores, Locust on the same cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / THROUGHPUT_PNG, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for sandboxes in _sandbox_counts(summary):
+        rows = _scenarios(summary, sandboxes)
+        users = [s["users"] for s in rows]
+        colour, marker = styles.get(sandboxes, ("tab:green", "^"))
+        ax.plot(
+            users,
+            [e2e_stats(s)["median_ms"] for s in rows],
+            marker=marker,
+            color=colour,
+            label=f"classify e2e median, {_sandboxes_label(sandboxes)}",
+        )
+        ax.plot(
+            users,
+            [e2e_stats(s)["p95_ms"] for s in rows],
+            marker=marker,
+            color=colour,
+            linestyle="--",
+            label=f"classify e2e p95, {_sandboxes_label(sandboxes)}",
+        )
+    original = sorted(ORIGINAL["median_ms"].items())
+    ax.plot(
+        [u for u, _ in original],
+        [ms for _, ms in original],
+        marker="x",
+        color="red",
+        linestyle=":",
+        label="original: predict median",
+    )
+    if summary["engine"].get("batch1_ms"):
+        ax.axhline(
+            summary["engine"]["batch1_ms"] * TARGET_LATENCY_FACTOR,
+            color="grey",
+            linestyle=":",
+            label="target at 1 user: 3x raw batch-1 latency",
+        )
+    ax.set_yscale("log")
+    _user_ticks(ax, summary)
+    ax.set_xlabel("concurrent users")
+    ax.set_ylabel("milliseconds")
+    ax.set_title("classify end to end: upload, inference, result (long-poll)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / LATENCY_PNG, dpi=110)
+    plt.close(fig)
+    return [THROUGHPUT_PNG, LATENCY_PNG]
+
+
+def render_report(summary: dict) -> str:
+    """The Markdown report for one run."""
+    engine = summary["engine"]
+    settings = summary["settings"]
+    lines = [
+        "# imgclf load test report",
+        "",
+        f"Run {summary['started_at']} on this machine ({summary['machine']}), written by "
+        "`make load` (`python -m load.run`). Local cloud with `MODEL_WEIGHTS=random` (same "
+        "compute as ImageNet weights), Locust headless on the same cores, every scenario "
+        f"{settings['duration_s']} s after a fresh start of the local cloud and one warm-up "
+        f"classify per sandbox; think time {settings['wait_min']}-{settings['wait_max']} s; "
+        "task mix classify 6 : list 2 : get 2 : feedback 1; every upload has unique bytes (no "
+        "dedup hits).",
+        "",
+        "## Raw engine (same machine, same run, before the load)",
+        "",
+        f"- {engine.get('description', 'ResNet50 fp32 forward pass as a compiled graph')}",
+        f"- throughput: **{engine.get('images_per_s', 0):.1f} images/s** "
+        f"(batch {engine.get('batch_size', '-')})",
+        f"- batch-1 latency: **{engine.get('batch1_ms', 0):.0f} ms**",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for row in evaluate_targets(summary):
+        lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'NO'} |")
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "RPS counts every request (login, upload grant, S3 POST, long-polls, list, get, "
+        "feedback); `classify e2e` is one whole classification: upload grant, S3 POST, "
+        "long-poll until the result. Uploads are the S3 POSTs accepted; finished are those "
+        "that reached `done` or `failed` (seen by the users or, for classifies cut by the "
+        "end of the scenario, by the runner afterwards); lost = uploads - finished.",
+        "",
+        *_summary_table(summary),
+        "",
+        "## Side by side with the original",
+        "",
+        *_comparison_table(summary),
+        "",
+        "## Plots",
+        "",
+        f"![throughput against users]({THROUGHPUT_PNG})",
+        "",
+        f"![latency against users]({LATENCY_PNG})",
+        "",
+    ]
+    for sandboxes in _sandbox_counts(summary):
+        lines += [
+            f"## Per endpoint, {sandboxes} inference sandbox{'es' if sandboxes > 1 else ''}",
+            "",
+            *_endpoint_table(summary, sandboxes),
+            "",
+        ]
+    errors = [(s, e) for s in summary["scenarios"] for e in s.get("errors", []) if e["occurrences"]]
+    if errors:
+        lines += ["## Errors", "", "| sandboxes | users | request | error | count |"]
+        lines.append("|---:|---:|---|---|---:|")
+        for s, e in errors:
+            lines.append(
+                f"| {s['sandboxes']} | {s['users']} | {e['method']} {e['name']} "
+                f"| {e['error'][:120]} | {e['occurrences']} |"
+            )
+        lines.append("")
+    notes = summary.get("notes") or []
+    if notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```sh",
+        "make load                                   # the full run (about 20 minutes)",
+        "LOAD_DURATION=15 LOAD_USERS=1,10,50 make load   # a quick one",
+        "python -m load.report                       # rewrite this file from the last run",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(summary: dict, out_dir: Path = LOAD_DIR) -> Path:
+    """Write REPORT.md and the plots next to it; return the report's path."""
+    write_plots(summary, out_dir)
+    path = out_dir / REPORT_PATH.name
+    path.write_text(render_report(summary))
+    return path
+
+
+def main() -> int:
+    """Rewrite load/REPORT.md from load/results/summary.json."""
+    if not SUMMARY_PATH.exists():
+        print(f"no {SUMMARY_PATH.relative_to(LOAD_DIR.parent)}: run `make load` first")
+        return 1
+    path = write_report(json.loads(SUMMARY_PATH.read_text()))
+    print(f"wrote {path.relative_to(LOAD_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

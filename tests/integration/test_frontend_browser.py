@@ -1,0 +1,154 @@
+"""A real browser: headless Chromium (the system's) logs in, uploads an image, sees the result.
+
+Streamlit serves frontend/app.py on a free port, pointed at the local cloud. The test saves
+the screenshots the README shows, in frontend/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image, ImageDraw
+from playwright.sync_api import expect, sync_playwright
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "frontend" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+RESULT_TIMEOUT_MS = 180_000  # a cold inference sandbox builds ResNet50 first
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (never `make up`'s 8501)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def streamlit_url(local_cloud, tmp_path) -> Iterator[str]:
+    """frontend/app.py served by Streamlit on a free port, talking to the local cloud."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "IMGCLF_API_URL": local_cloud.api_url,
+        "IMGCLF_THUMBNAIL_DIR": str(tmp_path / "thumbnails"),
+        "IMGCLF_RESULT_TIMEOUT": "170",
+    }
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "frontend" / "app.py"),
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--server.headless=true",
+            "--browser.gatherUsageStats=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/_stcore/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Streamlit did not start: {(tmp_path / 'streamlit.log').read_text()}"
+                )
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+def picture(path: Path) -> Path:
+    """A small picture (a sun over hills) that reads well in a screenshot."""
+    image = Image.new("RGB", (320, 240), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((220, 30, 290, 100), fill=(250, 210, 60))
+    draw.polygon(
+        [(0, 240), (0, 160), (110, 110), (210, 170), (320, 120), (320, 240)], fill=(70, 140, 70)
+    )
+    rng = random.Random(7)
+    for _ in range(200):  # a little texture
+        draw.point((rng.randrange(320), rng.randrange(160, 240)), fill=(40, 110, 40))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def test_log_in_upload_and_see_the_result_in_chromium(streamlit_url, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    image = picture(tmp_path / "hills.jpg")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(streamlit_url)
+
+            page.get_by_label("Email").fill("admin@example.com")
+            page.get_by_label("Password", exact=True).fill("wrong password")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_text("Login failed: invalid email or password")).to_be_visible(
+                timeout=30_000
+            )
+            page.get_by_label("Password", exact=True).fill("admin")
+            page.screenshot(path=SCREENSHOTS / "login.png")
+            page.get_by_role("button", name="Log in").click()
+
+            expect(page.get_by_text("Classify images")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("up to 10.0 MiB each")).to_be_visible()
+            page.locator("input[type=file]").set_input_files(str(image))
+            expect(page.get_by_role("img", name="hills.jpg").first).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Classify 1 image").click()
+
+            expect(page.get_by_text("Top-1")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+            expect(page.get_by_text("Confidence:")).to_be_visible()
+            expect(page.get_by_text("random weights")).to_be_visible()
+            page.wait_for_timeout(1500)  # let the chart finish drawing for the screenshot
+            page.screenshot(path=SCREENSHOTS / "result.png", full_page=True)
+
+            page.get_by_text("Wrong", exact=True).click()
+            page.get_by_role("button", name="Send feedback").click()
+            expect(page.get_by_text("Thanks: feedback saved (wrong).")).to_be_visible(
+                timeout=30_000
+            )
+
+            page.get_by_text("My history").click()
+            expect(page.get_by_text("hills.jpg").first).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=SCREENSHOTS / "history.png", full_page=True)
+        finally:
+            browser.close()
+    for name in ("login.png", "result.png", "history.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 10_000

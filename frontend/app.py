@@ -11,7 +11,7 @@ import os
 import queue
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # `streamlit run frontend/app.py` puts frontend/ on sys.path, not the project root.
@@ -35,7 +35,7 @@ from frontend.client import (  # noqa: E402
     human_size,
     upload_max_bytes,
 )
-from frontend.thumbnails import ThumbnailStore  # noqa: E402
+from frontend.thumbnails import ThumbnailStore, make_thumbnail  # noqa: E402
 
 #: Two classes share a name ("crane", "maillot"); the API takes names, so list each once.
 LABEL_CHOICES = list(dict.fromkeys(CLASS_NAMES))
@@ -54,7 +54,7 @@ class BatchItem:
 
     name: str
     prediction_id: str | None = None
-    thumbnail: bytes | None = None
+    thumbnail: bytes | None = field(default=None, repr=False)
     prediction: Prediction | None = None
     error: str | None = None
 
@@ -137,6 +137,8 @@ def classify_page() -> None:
         max_upload_size=max(1, math.ceil(limit / (1024 * 1024))),
     )
     ready: list[tuple[str, bytes, str]] = []
+    previews: list[tuple[str, bytes | None]] = []
+    cache = st.session_state.setdefault("previews", {})
     for file in files or ():
         data = file.getvalue()
         content_type = detect_image_type(data)
@@ -146,14 +148,23 @@ def classify_page() -> None:
             st.error(f"{file.name} is not a JPEG, PNG or WebP image.")
         else:
             ready.append((file.name, data, content_type))
+            # Previews are thumbnails made here: a corrupt file must not break the page.
+            if file.file_id not in cache:
+                cache[file.file_id] = make_thumbnail(data)
+            previews.append((file.name, cache[file.file_id]))
     if ready:
         columns = st.columns(min(len(ready), 6))
-        for index, (name, data, _) in enumerate(ready):
-            columns[index % len(columns)].image(data, caption=name, width=140)
+        for index, (name, preview) in enumerate(previews):
+            column = columns[index % len(columns)]
+            if preview:
+                column.image(preview, caption=name, width=140)
+            else:
+                column.caption(f"{name}: no preview (the model will check it)")
         label = f"Classify {len(ready)} image{'s' if len(ready) > 1 else ''}"
         if st.button(label, key="classify", type="primary"):
             st.session_state.batch = run_batch(ready)
             st.session_state.uploader_generation = generation + 1
+            st.session_state.previews = {}
             st.rerun()
     show_batch(st.session_state.get("batch") or [])
 

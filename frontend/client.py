@@ -132,7 +132,7 @@ def _s3_error(response: requests.Response) -> UploadRejected:
 class TopClass:
     """One of the top-5 classes of a result."""
 
-    class_id: int
+    class_id: str  # the WordNet id, e.g. "n02123045"
     label: str
     score: float
 
@@ -169,7 +169,7 @@ class Prediction:
         result = body.get("result") or {}
         model = body.get("model") or {}
         top5 = tuple(
-            TopClass(int(item["class_id"]), str(item["label"]), float(item["score"]))
+            TopClass(str(item["class_id"]), str(item["label"]), float(item["score"]))
             for item in result.get("top5") or ()
         )
         return cls(

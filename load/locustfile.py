@@ -9,7 +9,8 @@ pre-signed URL, long-poll GET /predictions/{id}?wait=N until the result), list p
 get one prediction, send feedback. Each classify is also recorded end to end as `classify e2e`.
 
 Environment (all optional):
-  LOAD_EMAIL / LOAD_PASSWORD    the account (default: the local cloud's demo user)
+  LOAD_ACCOUNTS                 "email:password,..." accounts the users take in turn
+                                (default: the local cloud's demo user admin@example.com)
   LOAD_WAIT_MIN / LOAD_WAIT_MAX think time between tasks in seconds (default 1 / 3)
   LOAD_POLL_WAIT                seconds per long-poll request (default 20, the API's maximum)
   LOAD_RESULT_DEADLINE          seconds a classify may wait for its result (default 120)
@@ -19,6 +20,7 @@ Environment (all optional):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -31,8 +33,11 @@ from locust import FastHttpUser, between, events, task
 
 from load.images import generate_images, unique_variant
 
-EMAIL = os.environ.get("LOAD_EMAIL", "admin@example.com")
-PASSWORD = os.environ.get("LOAD_PASSWORD", "admin")
+ACCOUNTS = [
+    tuple(pair.split(":", 1))
+    for pair in os.environ.get("LOAD_ACCOUNTS", "admin@example.com:admin").split(",")
+    if pair
+]
 WAIT_MIN = float(os.environ.get("LOAD_WAIT_MIN", "1"))
 WAIT_MAX = float(os.environ.get("LOAD_WAIT_MAX", "3"))
 POLL_WAIT = int(os.environ.get("LOAD_POLL_WAIT", "20"))
@@ -41,6 +46,7 @@ FINAL_STATUSES = ("done", "failed")
 
 IMAGES = generate_images()
 
+_next_account = itertools.count()
 # Uploads accepted by S3 (prediction id -> owner's token) and final results seen by the users.
 UPLOADED: dict[str, str] = {}
 FINISHED: dict[str, str] = {}
@@ -78,9 +84,10 @@ class ClassifierUser(FastHttpUser):
         """Log in once; every later request carries the bearer token."""
         self.token = ""
         self.done: deque[dict] = deque(maxlen=50)
+        email, password = ACCOUNTS[next(_next_account) % len(ACCOUNTS)]
         with self.client.post(
             "/auth/login",
-            json={"email": EMAIL, "password": PASSWORD},
+            json={"email": email, "password": password},
             name="POST /auth/login",
             catch_response=True,
         ) as response:

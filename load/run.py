@@ -1,33 +1,40 @@
 """`make load`: measure the raw engine, then load the local cloud with Locust, then report.
 
 Steps, all on 127.0.0.1 and bounded in time:
-1. The raw engine on this machine (a subprocess, before any load): ResNet50 as a compiled
-   graph, images/s at its best batch and batch-1 latency (load.bench_inference's functions).
-2. For each number of inference sandboxes (1, 2) and each number of users (1, 10, 25, 50, 100,
-   200): a fresh local cloud (MODEL_WEIGHTS=random), one warm-up classify per sandbox, then
-   Locust headless for LOAD_DURATION seconds; afterwards the runner waits for every upload the
-   users did not wait for, and counts uploads against finished results.
+1. The raw engine on this machine (a subprocess, before any load): ResNet50 as imgclf.model's
+   compiled graph, images/s at its best batch and batch-1 latency.
+2. For each number of inference sandboxes (1, 2): a fresh local cloud (MODEL_WEIGHTS=random)
+   with a few load-test accounts; then for each number of users (1, 10, 25, 50, 100, 200):
+   warm-up (a classify per inference sandbox, a predictions sandbox per user), Locust headless
+   for LOAD_DURATION seconds, then the runner waits for every upload the users did not wait
+   for and counts uploads against finished results.
 3. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
 
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
-LOAD_DURATION (seconds per scenario, default 60), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time).
+LOAD_DURATION (seconds per scenario, default 60), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time,
+read by the locustfile), LOAD_ACCOUNT_COUNT (accounts the users share, default 20),
+LOAD_TEMPLATE (another template, e.g. to try other batching settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -41,25 +48,21 @@ RESULTS_DIR = report.RESULTS_DIR
 DEFAULT_USERS = (1, 10, 25, 50, 100, 200)
 DEFAULT_SANDBOXES = (1, 2)
 DEFAULT_DURATION_S = 60
+DEFAULT_ACCOUNTS = 20
 DEMO_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "admin"
 # After a scenario, how long the runner waits for results the users did not wait for.
 DRAIN_DEADLINE_S = 180.0
+# Seconds Locust gives running tasks to finish after the run time (so classifies complete).
+STOP_TIMEOUT_S = 20
 FINAL_STATUSES = ("done", "failed")
-
-
-@dataclass
-class Scenario:
-    """One Locust run: how many users against how many inference sandboxes."""
-
-    users: int
-    sandboxes: int
-    duration_s: int
-    results: dict = field(default_factory=dict)
 
 
 def _csv_ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
+
+
+# ---- the raw engine -------------------------------------------------------------------------
 
 
 def measure_engine() -> dict:
@@ -76,42 +79,134 @@ def measure_engine() -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _engine_figures() -> dict:
-    """Run inside the --measure-engine-only subprocess: reuse the benchmark's functions."""
-    from load import bench_inference
+def _engine_figures(seconds: float = 6.0, batch_sizes: tuple[int, ...] = (16, 32)) -> dict:
+    """Run inside the --measure-engine-only subprocess: imgclf.model's compiled forward pass
+    (random weights: the same compute as ImageNet's) on random pixels, no image decoding."""
+    import numpy as np
+    from imgclf.images import TARGET_SIZE
+    from imgclf.model import Classifier, cpu_count
 
-    return bench_inference.raw_engine_figures()
+    load_before = os.getloadavg()[0]
+    classifier = Classifier(weights="random")
+    classifier.warm_up()
+    rng = np.random.default_rng(0)
+    best = (0.0, 0)
+    for batch_size in batch_sizes:
+        pixels = rng.integers(0, 256, size=(batch_size, *TARGET_SIZE, 3), dtype=np.uint8)
+        classifier.scores(pixels)  # the first call of a new shape is slower
+        images, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds or images < 3 * batch_size:
+            classifier.scores(pixels)
+            images += batch_size
+        rate = images / (time.perf_counter() - started)
+        best = max(best, (rate, batch_size))
+    one = rng.integers(0, 256, size=(1, *TARGET_SIZE, 3), dtype=np.uint8)
+    timings = []
+    for _ in range(25):
+        started = time.perf_counter()
+        classifier.scores(one)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "description": "ResNet50 fp32, imgclf.model.Classifier's compiled graph "
+        f"(preprocess_input + network, {cpu_count()} threads), pixels already decoded",
+        "images_per_s": best[0],
+        "batch_size": best[1],
+        "batch1_ms": float(np.median(timings)),
+        "load_average_before": load_before,
+    }
+
+
+# ---- the local cloud ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def start_local_cloud(
+    sandboxes: int,
+    state_dir: Path,
+    *,
+    predictions_concurrency: int = 4,
+    template: Path | None = None,
+) -> Iterator[Any]:
+    """A fresh local cloud (MODEL_WEIGHTS=random, free ports on 127.0.0.1, no front end) with
+    `sandboxes` inference sandboxes, in this process; yields the LocalCloud (`.api_url`) and
+    stops everything it started afterwards."""
+    from localcloud.cloud import CloudConfig, LocalCloud
+
+    # One log line per request would cost the gateway CPU the load test is measuring.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    state_dir = state_dir.resolve()
+    shutil.rmtree(state_dir, ignore_errors=True)
+    config = CloudConfig(
+        project_dir=ROOT,
+        template=(template or ROOT / "template.yaml").resolve(),
+        state_dir=state_dir,
+        moto_port=0,
+        redis_port=0,
+        api_port=0,
+        function_url_port=0,
+        frontend=False,
+        concurrency={
+            "InferenceFunction": sandboxes,
+            # Every waiting classify holds a predictions sandbox for its long-poll, as it
+            # holds a Lambda execution environment in AWS.
+            "PredictionsFunction": predictions_concurrency,
+        },
+        env_overrides={"MODEL_WEIGHTS": "random"},
+    )
+    cloud = LocalCloud(config)
+    cloud.start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
+
+
+def add_accounts(cloud: Any, count: int) -> list[tuple[str, str]]:
+    """Create `count` load-test users with the layer's own add_user, in a function's
+    environment (as the local cloud creates its demo user); returns (email, password) pairs."""
+    accounts = [(f"load-{i:03d}@example.com", f"load-password-{i:03d}") for i in range(count)]
+    if not accounts:
+        return [(DEMO_EMAIL, DEMO_PASSWORD)]
+    pool = cloud.pools["AuthFunction"]
+    env = {**pool.env, "PYTHONPATH": os.pathsep.join(str(p) for p in pool.spec.layers)}
+    script = (
+        "import json, sys\n"
+        "from imgclf.users import add_user\n"
+        "for email, password in json.load(sys.stdin):\n"
+        "    add_user(email, password)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(accounts),
+        env=env,
+        cwd=pool.spec.code_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return accounts
+
+
+def cloud_counters(cloud: Any) -> dict:
+    """Inference batches and invocations per sandbox so far (to diff around a scenario)."""
+    workers = cloud.pools["InferenceFunction"].workers()
+    return {
+        "batches": sum(p.batches for p in cloud.pollers if p.source.event == "Uploads"),
+        "invocations_by_sandbox": {str(w["pid"]): w["invocations"] for w in workers},
+    }
+
+
+# ---- a client, for warm-up and the nothing-lost check ---------------------------------------
 
 
 def login(api_url: str, email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD) -> str:
     """A bearer token for `email`."""
     response = requests.post(
-        f"{api_url}/auth/login", json={"email": email, "password": password}, timeout=30
+        f"{api_url}/auth/login", json={"email": email, "password": password}, timeout=60
     )
     response.raise_for_status()
     return response.json()["access_token"]
-
-
-def classify_once(api_url: str, token: str, image, timeout_s: float = 180.0) -> dict:
-    """Classify one image through the API as a client does; return the final prediction."""
-    headers = {"Authorization": f"Bearer {token}"}
-    data = unique_variant(image, uuid.uuid4().hex)
-    grant = requests.post(
-        f"{api_url}/uploads",
-        json={"filename": image.filename, "content_type": image.content_type, "size": len(data)},
-        headers=headers,
-        timeout=30,
-    )
-    grant.raise_for_status()
-    body = grant.json()
-    upload = requests.post(
-        body["upload"]["url"],
-        data=body["upload"]["fields"],
-        files={"file": (image.filename, data, image.content_type)},
-        timeout=30,
-    )
-    upload.raise_for_status()
-    return wait_for_result(api_url, token, body["prediction_id"], timeout_s)
 
 
 def wait_for_result(api_url: str, token: str, prediction_id: str, timeout_s: float) -> dict:
@@ -124,7 +219,7 @@ def wait_for_result(api_url: str, token: str, prediction_id: str, timeout_s: flo
             f"{api_url}/predictions/{prediction_id}",
             params={"wait": wait},
             headers={"Authorization": f"Bearer {token}"},
-            timeout=wait + 30,
+            timeout=wait + 60,
         )
         response.raise_for_status()
         prediction = response.json()
@@ -133,15 +228,63 @@ def wait_for_result(api_url: str, token: str, prediction_id: str, timeout_s: flo
     return prediction
 
 
-def warm_up(api_url: str, sandboxes: int) -> None:
-    """One classify per inference sandbox, at once, so no scenario measures a cold start."""
+def request_upload(api_url: str, token: str, image, data: bytes) -> dict:
+    """POST /uploads: a pending prediction and its pre-signed POST."""
+    grant = requests.post(
+        f"{api_url}/uploads",
+        json={"filename": image.filename, "content_type": image.content_type, "size": len(data)},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    grant.raise_for_status()
+    return grant.json()
+
+
+def classify_once(api_url: str, token: str, image, timeout_s: float = 300.0) -> dict:
+    """Classify one image through the API as a client does; return the final prediction."""
+    data = unique_variant(image, uuid.uuid4().hex)
+    grant = request_upload(api_url, token, image, data)
+    upload = requests.post(
+        grant["upload"]["url"],
+        data=grant["upload"]["fields"],
+        files={"file": (image.filename, data, image.content_type)},
+        timeout=60,
+    )
+    upload.raise_for_status()
+    return wait_for_result(api_url, token, grant["prediction_id"], timeout_s)
+
+
+def warm_up(api_url: str, inference_sandboxes: int, predictions_sandboxes: int) -> None:
+    """Start the sandboxes a scenario needs before it is measured.
+
+    Two classifies per inference sandbox at once (model built, graph traced), and
+    `predictions_sandboxes` long-polls at once on a prediction that is never uploaded, so
+    that many predictions sandboxes exist and their cold starts fall outside the scenario.
+    """
     token = login(api_url)
-    images = generate_images()[:sandboxes * 2]
+    images = generate_images()[: inference_sandboxes * 2]
     with concurrent.futures.ThreadPoolExecutor(len(images)) as pool:
         finals = list(pool.map(lambda image: classify_once(api_url, token, image), images))
     bad = [p for p in finals if p["status"] != "done"]
     if bad:
         raise RuntimeError(f"warm-up classify did not finish: {bad}")
+    abandoned = request_upload(api_url, token, images[0], images[0].data)["prediction_id"]
+
+    def hold(_: int) -> int:
+        return requests.get(
+            f"{api_url}/predictions/{abandoned}",
+            params={"wait": 2},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=600,
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(predictions_sandboxes) as pool:
+        codes = list(pool.map(hold, range(predictions_sandboxes)))
+    if any(code != 200 for code in codes):
+        raise RuntimeError(f"warm-up long-polls answered {sorted(set(codes))}")
+
+
+# ---- Locust ---------------------------------------------------------------------------------
 
 
 def run_locust(
@@ -162,7 +305,6 @@ def run_locust(
     ledger_path.unlink(missing_ok=True)
     prefix = out_dir / "locust"
     rate = spawn_rate or max(1.0, users / 5.0)
-    stop_timeout = 30
     command = [
         sys.executable,
         "-m",
@@ -179,7 +321,7 @@ def run_locust(
         "--run-time",
         f"{duration_s}s",
         "--stop-timeout",
-        str(stop_timeout),
+        str(STOP_TIMEOUT_S),
         "--csv",
         str(prefix),
         "--only-summary",
@@ -195,7 +337,7 @@ def run_locust(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            timeout=duration_s + stop_timeout + 180,
+            timeout=duration_s + STOP_TIMEOUT_S + 180,
             check=False,
         )
     stats_path = Path(f"{prefix}_stats.csv")
@@ -222,17 +364,16 @@ def read_stats(path: Path) -> dict:
     rows = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            name = row["Name"]
-            requests_count = int(row["Request Count"])
-            rows[name] = {
+            count = int(row["Request Count"])
+            rows[row["Name"]] = {
                 "method": row["Type"],
-                "requests": requests_count,
+                "requests": count,
                 "failures": int(row["Failure Count"]),
                 "rps": _number(row["Requests/s"]) or 0.0,
-                "median_ms": _number(row["50%"]) if requests_count else None,
-                "p95_ms": _number(row["95%"]) if requests_count else None,
-                "avg_ms": _number(row["Average Response Time"]) if requests_count else None,
-                "max_ms": _number(row["Max Response Time"]) if requests_count else None,
+                "median_ms": _number(row["50%"]) if count else None,
+                "p95_ms": _number(row["95%"]) if count else None,
+                "avg_ms": _number(row["Average Response Time"]) if count else None,
+                "max_ms": _number(row["Max Response Time"]) if count else None,
             }
     return rows
 
@@ -256,7 +397,7 @@ def read_failures(path: Path) -> list[dict]:
 def drain(api_url: str, ledger: dict, deadline_s: float = DRAIN_DEADLINE_S) -> dict:
     """Wait for every upload the users did not see finish; count uploads against results.
 
-    Returns {uploads, finished, failed_results, lost, lost_ids}.
+    Returns {uploads, finished, finished_by_users, failed_results, lost, lost_ids}.
     """
     uploaded: dict[str, str] = ledger["uploaded"]
     statuses: dict[str, str] = dict(ledger["finished"])
@@ -288,31 +429,70 @@ def drain(api_url: str, ledger: dict, deadline_s: float = DRAIN_DEADLINE_S) -> d
     }
 
 
-def run_scenario(api_url: str, scenario: Scenario, out_dir: Path) -> dict:
-    """One Locust run plus the nothing-lost check; the scenario's summary row."""
-    result = run_locust(api_url, scenario.users, scenario.duration_s, out_dir)
-    counts = drain(api_url, result["ledger"])
+# ---- the run --------------------------------------------------------------------------------
+
+
+def run_scenario(
+    cloud: Any,
+    sandboxes: int,
+    users: int,
+    duration_s: int,
+    out_dir: Path,
+    accounts: list[tuple[str, str]],
+) -> dict:
+    """Warm up, one Locust run, the nothing-lost check: the scenario's summary row."""
+    warm_up(cloud.api_url, sandboxes, users)
+    before = cloud_counters(cloud)
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    result = run_locust(
+        cloud.api_url,
+        users,
+        duration_s,
+        out_dir,
+        extra_env={"LOAD_ACCOUNTS": ",".join(f"{e}:{p}" for e, p in accounts)},
+    )
+    counts = drain(cloud.api_url, result["ledger"])
+    after = cloud_counters(cloud)
     stats = result["stats"]
     aggregated = stats.pop("Aggregated")
+    invocations = {
+        pid: n - before["invocations_by_sandbox"].get(pid, 0)
+        for pid, n in after["invocations_by_sandbox"].items()
+    }
+    batches = after["batches"] - before["batches"]
     return {
-        "users": scenario.users,
-        "sandboxes": scenario.sandboxes,
-        "duration_s": scenario.duration_s,
+        "users": users,
+        "sandboxes": sandboxes,
+        "duration_s": duration_s,
+        "wall_s": round(time.monotonic() - started, 1),
         "aggregated": aggregated,
         "endpoints": stats,
         "errors": result["errors"],
+        "inference_batches": batches,
+        "mean_batch_size": round(counts["uploads"] / batches, 2) if batches else None,
+        "invocations_by_sandbox": sorted(invocations.values(), reverse=True),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
         **counts,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure, load, report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--users", default=os.environ.get("LOAD_USERS"))
     parser.add_argument("--sandboxes", default=os.environ.get("LOAD_SANDBOXES"))
     parser.add_argument(
         "--duration", type=int, default=int(os.environ.get("LOAD_DURATION", DEFAULT_DURATION_S))
     )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=int(os.environ.get("LOAD_ACCOUNT_COUNT", DEFAULT_ACCOUNTS)),
+        help="accounts the virtual users share (0: the demo user)",
+    )
+    parser.add_argument("--template", type=Path, default=os.environ.get("LOAD_TEMPLATE"))
     parser.add_argument("--measure-engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -323,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     users = _csv_ints(args.users) if args.users else list(DEFAULT_USERS)
     sandbox_counts = _csv_ints(args.sandboxes) if args.sandboxes else list(DEFAULT_SANDBOXES)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    summary = {
+    summary: dict[str, Any] = {
         "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}",
@@ -331,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "wait_min": float(os.environ.get("LOAD_WAIT_MIN", "1")),
             "wait_max": float(os.environ.get("LOAD_WAIT_MAX", "3")),
+            "accounts": args.accounts,
+            "template": str(args.template.name) if args.template else "template.yaml",
         },
         "scenarios": [],
         "notes": [],
@@ -338,28 +520,40 @@ def main(argv: list[str] | None = None) -> int:
     print("measuring the raw engine ...", flush=True)
     summary["engine"] = measure_engine()
     print(
-        f"raw engine: {summary['engine']['images_per_s']:.1f} images/s, "
+        f"raw engine: {summary['engine']['images_per_s']:.1f} images/s "
+        f"(batch {summary['engine']['batch_size']}), "
         f"batch-1 {summary['engine']['batch1_ms']:.0f} ms",
         flush=True,
     )
     for sandboxes in sandbox_counts:
-        for count in users:
-            scenario = Scenario(users=count, sandboxes=sandboxes, duration_s=args.duration)
-            out_dir = RESULTS_DIR / f"sandboxes-{sandboxes}-users-{count}"
-            with start_local_cloud(sandboxes, out_dir) as api_url:
-                warm_up(api_url, sandboxes)
-                print(f"{sandboxes} sandbox(es), {count} users, {args.duration} s ...", flush=True)
-                row = run_scenario(api_url, scenario, out_dir)
-            summary["scenarios"].append(row)
-            e2e = report.e2e_stats(row)
+        state_dir = RESULTS_DIR / f"cloud-{sandboxes}"
+        started = time.monotonic()
+        with start_local_cloud(
+            sandboxes, state_dir, predictions_concurrency=max(users), template=args.template
+        ) as cloud:
+            accounts = add_accounts(cloud, args.accounts)
             print(
-                f"  {row['aggregated']['requests']} requests, "
-                f"{row['aggregated']['failures']} failed, {row['aggregated']['rps']:.1f} RPS, "
-                f"classify e2e {e2e['rps']:.1f}/s median {e2e['median_ms']} ms, "
-                f"uploads {row['uploads']} finished {row['finished']} lost {row['lost']}",
+                f"local cloud with {sandboxes} inference sandbox(es) up in "
+                f"{time.monotonic() - started:.0f} s at {cloud.api_url}",
                 flush=True,
             )
-            (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2))
+            for count in users:
+                print(f"{sandboxes} sandbox(es), {count} users, {args.duration} s ...", flush=True)
+                out_dir = RESULTS_DIR / f"sandboxes-{sandboxes}-users-{count}"
+                row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
+                summary["scenarios"].append(row)
+                e2e = report.e2e_stats(row)
+                print(
+                    f"  {row['aggregated']['requests']} requests, "
+                    f"{row['aggregated']['failures']} failed, "
+                    f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s, "
+                    f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
+                    f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
+                    f"batches {row['inference_batches']} (mean {row['mean_batch_size']}), "
+                    f"per sandbox {row['invocations_by_sandbox']}",
+                    flush=True,
+                )
+                (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2))
     path = report.write_report(summary)
     print(f"wrote {path.relative_to(ROOT)}")
     bad = [s for s in summary["scenarios"] if s["aggregated"]["failures"] or s["lost"]]

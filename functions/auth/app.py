@@ -2,11 +2,17 @@
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from imgclf import api, users
+from imgclf.errors import BadRequest, Unauthorized
 
 router = Router()
 
 
-@router.post("/auth/login", summary="Log in", tags=["auth"])
+@router.post(
+    "/auth/login",
+    summary="Log in",
+    tags=["auth"],
+    responses=api.responses(200, BadRequest, Unauthorized),
+)
 def login(request: users.LoginRequest) -> users.TokenReply:
     """A bearer token for valid credentials; 401 otherwise."""
     return users.login(request)

@@ -5,6 +5,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from imgclf import api, feedback
+from imgclf.errors import BadRequest, NotFound, Unauthorized
 
 router = Router()
 
@@ -15,6 +16,7 @@ router = Router()
     summary="Send feedback",
     tags=["feedback"],
     security=api.BEARER,
+    responses=api.responses(201, BadRequest, Unauthorized, NotFound),
 )
 def send_feedback(
     caller: api.CurrentCaller,

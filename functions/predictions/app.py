@@ -5,12 +5,17 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from imgclf import api, cache, predictions
+from imgclf.errors import BadRequest, NotFound, Unauthorized
 
 router = Router()
 
 
 @router.get(
-    "/predictions", summary="List my predictions", tags=["predictions"], security=api.BEARER
+    "/predictions",
+    summary="List my predictions",
+    tags=["predictions"],
+    security=api.BEARER,
+    responses=api.responses(200, BadRequest, Unauthorized),
 )
 def list_predictions(
     caller: api.CurrentCaller,
@@ -22,7 +27,11 @@ def list_predictions(
 
 
 @router.get(
-    "/predictions/<id>", summary="Get a prediction", tags=["predictions"], security=api.BEARER
+    "/predictions/<id>",
+    summary="Get a prediction",
+    tags=["predictions"],
+    security=api.BEARER,
+    responses=api.responses(200, Unauthorized, NotFound),
 )
 def get_prediction(
     caller: api.CurrentCaller,

@@ -2,12 +2,18 @@
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from imgclf import api, uploads
+from imgclf.errors import BadRequest, PayloadTooLarge, Unauthorized
 
 router = Router()
 
 
 @router.post(
-    "/uploads", status_code=201, summary="Start an upload", tags=["uploads"], security=api.BEARER
+    "/uploads",
+    status_code=201,
+    summary="Start an upload",
+    tags=["uploads"],
+    security=api.BEARER,
+    responses=api.responses(201, BadRequest, Unauthorized, PayloadTooLarge),
 )
 def create_upload(request: uploads.UploadRequest, caller: api.CurrentCaller) -> uploads.UploadReply:
     """Create a pending prediction; the client then POSTs the image to ``upload.url``."""

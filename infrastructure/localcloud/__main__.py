@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--aws-endpoint",
-        default=os.environ.get("LOCALCLOUD_AWS_ENDPOINT"),
-        help="use this S3/SQS/DynamoDB endpoint (e.g. LocalStack) instead of moto",
+        default=os.environ.get("LOCALCLOUD_AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL"),
+        help="use this S3/SQS/DynamoDB endpoint (e.g. LocalStack) instead of moto "
+        "(default: $AWS_ENDPOINT_URL)",
     )
     common.add_argument(
         "--redis-url",

@@ -109,6 +109,7 @@ class LocalCloud:
         self.redis_url = ""
         self.template: Template | None = None
         self.status = "starting"
+        self.overrides: dict[str, str] = {}
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
         self._redis_restarts = 0
@@ -164,6 +165,7 @@ class LocalCloud:
         overrides = {"REDIS_URL": self.redis_url}
         overrides.update({k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)})
         overrides.update(config.env_overrides)
+        self.overrides = overrides
         for logical_id, spec in functions.items():
             env = lambda_environment(
                 spec,
@@ -331,6 +333,8 @@ class LocalCloud:
                 "redis_restarts": self._redis_restarts,
                 "demo_login": {"email": DEMO_LOGIN[0], "password": DEMO_LOGIN[1]},
                 "env": self.client_env() if self.pools else {},
+                # The local values given to the functions (invoke reuses them).
+                "overrides": self.overrides,
                 "functions": {
                     name: {"workers": pool.workers(), "concurrency": pool.concurrency}
                     for name, pool in self.pools.items()

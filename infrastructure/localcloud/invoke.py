@@ -58,7 +58,8 @@ def invoke(
         raise SystemExit(
             f"no function {function!r} in {config.template}; choose one of: {', '.join(functions)}"
         )
-    overrides = {"REDIS_URL": redis_url}
+    overrides = dict(state.get("overrides") or {}) if running else {}
+    overrides["REDIS_URL"] = redis_url
     overrides.update({k: os.environ[k] for k in PASSTHROUGH if os.environ.get(k)})
     overrides.update(config.env_overrides)
     env = lambda_environment(

@@ -48,7 +48,10 @@ class MemoryApi(ApiClient):
             raise NotFound("prediction not found", status=404)
         if self.finish != "done":
             return Prediction(id=prediction_id, status=self.finish, error="still busy")
-        top5 = (TopClass(1, "goldfish", 0.75), TopClass(2, "great white shark", 0.25))
+        top5 = (
+            TopClass("n01443537", "goldfish", 0.75),
+            TopClass("n01484850", "great white shark", 0.25),
+        )
         return Prediction(id=prediction_id, status="done", label="goldfish", score=0.75, top5=top5)
 
 
@@ -81,7 +84,7 @@ def test_every_file_gets_a_row_and_non_images_are_skipped(folder, tmp_path, suff
     for name in ("a.png", "b.jpg", "c.webp"):
         row = by_name[name]
         assert (row.status, row.label, row.score) == ("done", "goldfish", 0.75)
-        assert row.top5[0] == {"class_id": 1, "label": "goldfish", "score": 0.75}
+        assert row.top5[0] == {"class_id": "n01443537", "label": "goldfish", "score": 0.75}
         assert row.sha256 == hashlib.sha256(Path(row.file).read_bytes()).hexdigest()
     for name in ("fake.jpg", "notes.txt"):
         assert by_name[name].status == "skipped"
@@ -104,7 +107,7 @@ def test_the_csv_has_the_documented_columns_and_json_top5(folder, tmp_path):
     done = [r for r in raw if r["status"] == "done"]
     assert len(done) == 3
     assert json.loads(done[0]["top5"])[1] == {
-        "class_id": 2,
+        "class_id": "n01484850",
         "label": "great white shark",
         "score": 0.25,
     }

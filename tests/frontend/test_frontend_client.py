@@ -131,14 +131,18 @@ def test_the_prediction_view_is_read_with_its_result_and_model():
             "result": {
                 "label": "tabby",
                 "score": 0.5,
-                "top5": [{"class_id": 281, "label": "tabby", "score": 0.5}],
+                "top5": [{"class_id": "n02123045", "label": "tabby", "score": 0.5}],
             },
             "error": None,
             "model": {"name": "resnet50", "weights": "random"},
         }
     )
     assert prediction.finished and prediction.random_weights
-    assert (prediction.label, prediction.score, prediction.top5[0].class_id) == ("tabby", 0.5, 281)
+    assert (prediction.label, prediction.score, prediction.top5[0].class_id) == (
+        "tabby",
+        0.5,
+        "n02123045",
+    )
     pending = Prediction.from_json({"id": "x", "status": "pending", "result": None, "model": None})
     assert not pending.finished and pending.label is None and pending.top5 == ()
 

@@ -129,8 +129,10 @@ def test_log_in_upload_and_see_the_result_in_chromium(streamlit_url, tmp_path):
             expect(page.get_by_text("Classify images")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("up to 10.0 MiB each")).to_be_visible()
             page.locator("input[type=file]").set_input_files(str(image))
-            expect(page.get_by_role("img", name="hills.jpg").first).to_be_visible(timeout=30_000)
-            page.get_by_role("button", name="Classify 1 image").click()
+            classify = page.get_by_role("button", name="Classify 1 image")
+            expect(classify).to_be_visible(timeout=30_000)  # with the preview above it
+            expect(page.get_by_text("hills.jpg").first).to_be_visible()
+            classify.click()
 
             expect(page.get_by_text("Top-1")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
             expect(page.get_by_text("Confidence:")).to_be_visible()

@@ -52,15 +52,7 @@ def make_images(folder: Path, count: int) -> list[Path]:
 def user(local_cloud) -> tuple[str, str]:
     """A user of its own, so that counting its predictions is not disturbed by other tests."""
     email, password = f"bulk-{uuid.uuid4().hex[:12]}@example.com", "bulk-password"
-    subprocess.run(
-        [sys.executable, "-m", "imgclf.users", "add", email],
-        input=f"{password}\n",
-        text=True,
-        env={**os.environ, **local_cloud.env},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    local_cloud.add_user(email, password)
     return email, password
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -128,3 +129,12 @@ def test_every_template_variable_is_read(template: dict[str, Any]) -> None:
 def test_every_function_names_its_service(template: dict[str, Any]) -> None:
     for logical_id, resource in functions(template).items():
         assert "POWERTOOLS_SERVICE_NAME" in _environment(resource["Properties"]), logical_id
+
+
+def test_samconfig_deploys_the_image_function_without_questions() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    # An image function needs an ECR repository; resolve_image_repos creates it.
+    assert deploy["resolve_image_repos"] is True
+    assert deploy["resolve_s3"] is True
+    assert "CAPABILITY_IAM" in deploy["capabilities"]

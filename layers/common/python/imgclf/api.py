@@ -4,12 +4,17 @@ Each function defines its routes once on a powertools ``Router``; ``build`` incl
 router in a REST (API Gateway v1) resolver and a Function URL (v2) resolver, both with
 validation on, so request and reply types drive the checks and the OpenAPI document.
 Typed errors from imgclf.errors become JSON replies here, and only here.
+
+A Router included in two resolvers answers ``router.current_event`` from the last one, so
+routes never read it: they take the request through typed parameters, ``Request`` or
+``Depends`` (as ``CurrentCaller`` does), which come from the resolver handling the event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import (
@@ -24,10 +29,12 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from imgclf import tokens
 from imgclf.errors import ApiError, BadRequest, NotFound, ValidationFailed
@@ -42,6 +49,26 @@ _SECURITY_SCHEMES = {"bearer": HTTPBearer(bearerFormat="JWT")}
 _CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type"], max_age=600)
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+Resolver = TypeVar("Resolver", bound=ApiGatewayResolver)
+
+
+class ErrorReply(BaseModel):
+    """The body of every error reply."""
+
+    message: str
+    error: str
+
+
+def responses(success: int, *errors: type[ApiError]) -> dict[int, OpenAPIResponse]:
+    """A route's OpenAPI responses: its success (typed by the route's return annotation) and
+    the errors it may answer (powertools adds 422 itself)."""
+    documented: dict[int, OpenAPIResponse] = {success: {"description": HTTPStatus(success).phrase}}
+    for error in errors:
+        documented[int(error.status)] = {
+            "description": (error.__doc__ or error.status.phrase).strip(),
+            "content": {"application/json": {"model": ErrorReply}},
+        }
+    return documented
 
 
 def current_caller(request: Request) -> Caller:
@@ -56,7 +83,7 @@ CurrentCaller = Annotated[Caller, Depends(current_caller)]
 
 def _json(error: ApiError) -> Response:
     return Response(
-        status_code=error.status,
+        status_code=int(error.status),
         content_type=content_types.APPLICATION_JSON,
         body=error.reply(),
     )
@@ -81,7 +108,7 @@ def _unexpected(exc: Exception) -> Response:
     return _json(ApiError("internal error"))
 
 
-def _resolver(kind: type[ApiGatewayResolver], router: Router, title: str) -> Any:
+def _resolver(kind: type[Resolver], router: Router, title: str) -> Resolver:
     resolver = kind(enable_validation=True, cors=_CORS)
     resolver.include_router(router)
     resolver.configure_openapi(title=title, security_schemes=_SECURITY_SCHEMES)
@@ -95,8 +122,8 @@ def _resolver(kind: type[ApiGatewayResolver], router: Router, title: str) -> Any
 def build(router: Router, title: str) -> tuple[APIGatewayRestResolver, LambdaHandler]:
     """The REST resolver for ``router`` and a Lambda handler answering both REST (v1)
     and Function URL (v2) events with the same routes."""
-    rest: APIGatewayRestResolver = _resolver(APIGatewayRestResolver, router, title)
-    function_url: LambdaFunctionUrlResolver = _resolver(LambdaFunctionUrlResolver, router, title)
+    rest = _resolver(APIGatewayRestResolver, router, title)
+    function_url = _resolver(LambdaFunctionUrlResolver, router, title)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics

@@ -109,7 +109,8 @@ def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         img = _upright(img)
         return _to_rgb(img)
     except Image.DecompressionBombError as exc:
-        raise ImageBomb(f"the image has too many pixels ({exc})") from exc
+        # Pillow's own, higher limit tripped while reading the header.
+        raise ImageBomb(f"the image has more than {max_pixels} pixels") from exc
     except ImageError:
         raise
     # Pillow reports bad data as any of these, depending on the codec and where it breaks.

@@ -26,8 +26,8 @@ def _load_index() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
+# CLASS_IDS[i] is class i's WordNet id ("n01440764"), CLASS_NAMES[i] its name ("tench").
 CLASS_IDS, CLASS_NAMES = _load_index()
-"""``CLASS_IDS[i]`` is the WordNet id (``"n01440764"``), ``CLASS_NAMES[i]`` the name (``"tench"``)."""
 
 _NAME_SET = frozenset(CLASS_NAMES)
 

@@ -8,6 +8,11 @@ weights cannot be downloaded). Results name the weights, so a random result says
 One forward pass takes a whole batch of uint8 pixels: ``preprocess_input`` and the network run
 inside one ``tf.function`` with a fixed input signature (traced once, never eager, never
 ``model.predict``), with TensorFlow's threads set to the cores the process may use.
+
+The graph is the Keras model with each inference-mode BatchNormalization folded into the
+convolution before it (kernel and bias rescaled once, at build), as TFLite and TensorRT do:
+the same function, without 53 elementwise passes, and each convolution ends in a BiasAdd that
+TensorFlow fuses with the ReLU. Scores match the unfolded Keras model to about 1e-6.
 """
 
 from __future__ import annotations
@@ -75,15 +80,9 @@ def top_k(probabilities: np.ndarray, k: int = TOP_K) -> list[Prediction]:
     predictions = []
     for row in probabilities:
         # Stable sort on the negated scores: ties keep the lower class index first.
-        best = np.argsort(-row, kind="stable")[:k]
-        predictions.append(
-            Prediction(
-                tuple(
-                    ClassScore(int(i), labels.class_id(int(i)), labels.class_name(int(i)), float(row[i]))
-                    for i in best
-                )
-            )
-        )
+        best = [int(i) for i in np.argsort(-row, kind="stable")[:k]]
+        top = (ClassScore(i, labels.class_id(i), labels.class_name(i), float(row[i])) for i in best)
+        predictions.append(Prediction(tuple(top)))
     return predictions
 
 
@@ -109,8 +108,8 @@ def configure_threads(threads: int | None = None) -> None:
     threads = threads or cpu_count()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        # One graph runs at a time: a second inter-op pool would only compete for the cores.
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        # Not 1: with one inter-op thread the ResNet graph ran 25% slower here.
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # the runtime is already initialised (e.g. a test built a model first)
 
@@ -129,6 +128,97 @@ def build_keras_model(weights: str, seed: int = RANDOM_SEED) -> Any:
     return keras.applications.ResNet50(weights=weights)
 
 
+def _conv_bias_layer() -> type:
+    """The Keras layer a Conv2D + BatchNormalization pair becomes (defined on first use so
+    that importing this module does not import Keras)."""
+    import keras
+    import tensorflow as tf
+
+    class ConvBias(keras.layers.Layer):
+        """Conv2D then BiasAdd: the op pair TensorFlow's remapper fuses (with a ReLU after)."""
+
+        def __init__(self, filters, kernel_size, strides, padding, **kwargs):
+            super().__init__(**kwargs)
+            self.filters = filters
+            self.kernel_size = tuple(kernel_size)
+            self.strides = tuple(strides)
+            self.padding = padding.upper()
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(
+                shape=(*self.kernel_size, input_shape[-1], self.filters), name="kernel"
+            )
+            self.bias = self.add_weight(shape=(self.filters,), name="bias")
+
+        def call(self, inputs):
+            outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding)
+            return tf.nn.bias_add(outputs, self.bias)
+
+    class Passthrough(keras.layers.Layer):
+        """Where a folded BatchNormalization was (keeps the graph's shape and names)."""
+
+        def call(self, inputs, training=None, mask=None):
+            return inputs
+
+    return ConvBias, Passthrough
+
+
+def fold_batch_norms(model: Any) -> Any:
+    """A copy of the functional Keras ``model`` with every BatchNormalization that follows a
+    Conv2D folded into it: ``bn(conv(x)) = conv'(x)`` with ``k' = k*s``, ``b' = (b-mean)*s+beta``,
+    ``s = gamma / sqrt(var + eps)`` (inference mode), computed in float64."""
+    import keras
+
+    conv_bias, passthrough = _conv_bias_layer()
+    folded_into: dict[str, Any] = {}  # conv name -> its BatchNormalization
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        parents = [node.operation for node in layer._inbound_nodes[0].parent_nodes]
+        conv = parents[0] if len(parents) == 1 else None
+        config = conv.get_config() if isinstance(conv, keras.layers.Conv2D) else {}
+        if (
+            config.get("groups") == 1
+            and tuple(config.get("dilation_rate", ())) == (1, 1)
+            and config.get("activation") == "linear"
+            and config.get("data_format") == "channels_last"
+            and len(conv._outbound_nodes) == 1
+            and layer.axis in (-1, 3)
+        ):
+            folded_into[conv.name] = layer
+
+    def clone(layer: Any) -> Any:
+        if layer.name in folded_into:
+            config = layer.get_config()
+            return conv_bias(
+                config["filters"],
+                config["kernel_size"],
+                config["strides"],
+                config["padding"],
+                name=layer.name,
+            )
+        if any(bn is layer for bn in folded_into.values()):
+            return passthrough(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    folded = keras.models.clone_model(model, clone_function=clone)
+    originals = {layer.name: layer for layer in model.layers}
+    for new in folded.layers:
+        old = originals.get(new.name)
+        if old is None or not old.weights or isinstance(old, keras.layers.BatchNormalization):
+            continue
+        weights = old.get_weights()
+        bn = folded_into.get(old.name)
+        if bn is not None:
+            gamma, beta, mean, var = (w.astype(np.float64) for w in bn.get_weights())
+            scale = gamma / np.sqrt(var + bn.epsilon)
+            kernel = weights[0].astype(np.float64) * scale
+            bias = weights[1].astype(np.float64) if len(weights) > 1 else 0.0
+            weights = [kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
+        new.set_weights(weights)
+    return folded
+
+
 @dataclass
 class Classifier:
     """ResNet50 behind one compiled forward pass: uint8 pixels in, class scores out."""
@@ -144,7 +234,8 @@ class Classifier:
         configure_threads()
         if self.keras_model is None:
             self.keras_model = build_keras_model(self.weights, self.seed)
-        model = self.keras_model
+        model = fold_batch_norms(self.keras_model)
+        self.inference_model = model
         height, width = TARGET_SIZE
 
         @tf.function(

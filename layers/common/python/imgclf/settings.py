@@ -8,6 +8,7 @@ the tests check that every field here is set there.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -37,9 +38,10 @@ class Settings(BaseModel):
     aws_endpoint_url: str | None = None
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build the settings from ``environ`` (default: the process environment)."""
-        environ = dict(os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        # An empty variable means unset (e.g. AWS_ENDPOINT_URL= in a shell).
         return cls.model_validate({k: v for k, v in environ.items() if v != ""})
 
 

@@ -1,6 +1,7 @@
 """DynamoDB tables as pynamodb models: users, predictions, feedback.
 
-Table names, region and endpoint come from the settings, so the same models talk to AWS,
+Table names, region and endpoint come from the settings when this module is first imported
+(in Lambda the environment is complete before any code runs), so the same models talk to AWS,
 moto or LocalStack (pynamodb does not read AWS_ENDPOINT_URL by itself; Meta.host does it).
 """
 

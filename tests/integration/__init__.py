@@ -1,0 +1,1 @@
+"""Integration tests: the whole local cloud over HTTP."""

@@ -1,0 +1,135 @@
+"""The SQS event source mapping against moto's server, with a tiny batch function.
+
+Lambda's rules: batches by BatchSize and MaximumBatchingWindowInSeconds, the event shaped
+as Lambda delivers it, only what succeeded deleted (ReportBatchItemFailures), the rest
+retried after the visibility timeout and sent to the DLQ after maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from localcloud import services
+from localcloud.poller import SqsPoller
+from localcloud.provision import aws_clients, provision
+from localcloud.sandbox import FunctionPool, lambda_environment
+from localcloud.template import Template
+
+from tests.integration.test_gateway import APP, assert_same_shape, sam_event
+
+pytestmark = pytest.mark.integration
+
+
+class Mapping:
+    """moto + the test app's queues + the batch function's pool and poller."""
+
+    def __init__(self, tmp: Path) -> None:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        self.out = tmp / "deliveries.jsonl"
+        port = services.free_port()
+        self.moto = services.moto_server(port, tmp / "moto.log")
+        endpoint = f"http://127.0.0.1:{port}"
+        self.template = Template(
+            APP / "template.yaml", parameters={"OutDir": str(tmp)}, sqs_endpoint=endpoint
+        )
+        self.clients = aws_clients(endpoint, "us-east-1")
+        self.sqs = self.clients["sqs"]
+        # Visibility 2 s: a failed message comes back quickly.
+        self.queues = provision(self.template, self.clients, max_visibility_timeout=2).queues
+        spec = self.template.functions()["BatchFunction"]
+        env = lambda_environment(
+            spec, region="us-east-1", account_id="123456789012", endpoint_url=endpoint, overrides={}
+        )
+        self.pool = FunctionPool(spec, env, concurrency=1, log_path=tmp / "batch.log")
+        [source] = spec.sqs_sources
+        self.poller = SqsPoller(
+            source, self.pool, self.sqs, self.queues["WorkQueue"], region="us-east-1"
+        )
+        self.poller.start()
+
+    def send(self, *bodies: dict) -> None:
+        for start in range(0, len(bodies), 10):
+            self.sqs.send_message_batch(
+                QueueUrl=self.queues["WorkQueue"],
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps(b)}
+                    for i, b in enumerate(bodies[start : start + 10])
+                ],
+            )
+
+    def deliveries(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def wait_for(self, check, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"deliveries so far: {[d['id'] for d in self.deliveries()]}")
+
+    def queue_depth(self, logical_id: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queues[logical_id],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+    def close(self) -> None:
+        self.poller.stop()
+        self.pool.close()
+        self.moto.stop()
+
+
+@pytest.fixture(scope="module")
+def mapping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping]:
+    m = Mapping(tmp_path_factory.mktemp("poller"))
+    yield m
+    m.close()
+
+
+def test_event_is_shaped_as_lambda_delivers_it(mapping):
+    mapping.send({"id": "shape"})
+    mapping.wait_for(lambda: any(d["id"] == "shape" for d in mapping.deliveries()))
+    record = next(d for d in mapping.deliveries() if d["id"] == "shape")["record"]
+    reference = sam_event("sqs", "receive-message")["Records"][0]
+    assert_same_shape(record, reference, "record")
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:imgclf-WorkQueue"
+    assert record["awsRegion"] == "us-east-1"
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert json.loads(record["body"]) == {"id": "shape"}
+    mapping.wait_for(lambda: mapping.queue_depth("WorkQueue") == 0)
+
+
+def test_batches_follow_batch_size_and_window(mapping):
+    mapping.send(*({"id": f"b{i}"} for i in range(12)))
+    mapping.wait_for(lambda: len([d for d in mapping.deliveries() if d["id"][0] == "b"]) == 12)
+    batches = [d["batch"] for d in mapping.deliveries() if d["id"][0] == "b"]
+    assert max(batches) <= 5  # BatchSize
+    assert max(batches) > 1  # the 1 s window gathers messages into one invocation
+    mapping.wait_for(lambda: mapping.queue_depth("WorkQueue") == 0)
+
+
+def test_only_successes_are_deleted_and_poison_goes_to_the_dlq(mapping):
+    mapping.send({"id": "ok-1"}, {"id": "poison", "fail": True}, {"id": "ok-2"})
+    # maxReceiveCount 2: two deliveries, then the queue's redrive moves it to the DLQ.
+    mapping.wait_for(lambda: mapping.queue_depth("WorkDeadLetterQueue") == 1, timeout=60)
+    ids = [d["id"] for d in mapping.deliveries()]
+    assert ids.count("ok-1") == 1 and ids.count("ok-2") == 1  # deleted after success
+    assert ids.count("poison") == 2
+    counts = [
+        d["record"]["attributes"]["ApproximateReceiveCount"]
+        for d in mapping.deliveries()
+        if d["id"] == "poison"
+    ]
+    assert counts == ["1", "2"]
+    assert mapping.queue_depth("WorkQueue") == 0

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import os
 import queue
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 # `streamlit run frontend/app.py` puts frontend/ on sys.path, not the project root.
@@ -46,6 +48,7 @@ RANDOM_WEIGHTS_BANNER = (
     "the labels and scores are meaningless. Deploy with ImageNet weights for real predictions."
 )
 EXPIRED_NOTICE = "Your session has expired. Please log in again."
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,26 @@ class BatchItem:
     error: str | None = None
 
 
+def md(text: object) -> str:
+    """``text`` escaped for Streamlit's markdown: a file name like ``![x](http://...)`` or
+    ``**x**`` is shown as typed, never rendered (nor fetched)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+
+
 def result_timeout() -> float:
     """Seconds the page waits for a batch's results (IMGCLF_RESULT_TIMEOUT, default 120)."""
     return float(os.environ.get("IMGCLF_RESULT_TIMEOUT") or 120)
+
+
+def when(timestamp: str | None) -> str:
+    """'2026-01-02T03:04:05.123456Z' -> '2026-01-02 03:04:05 UTC' (as is if not ISO)."""
+    if not timestamp:
+        return ""
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def api() -> ApiClient:
@@ -89,7 +109,7 @@ def show_api_error(exc: ApiError, doing: str) -> None:
     """Every API error ends here: an expired token asks to log in, the rest is shown."""
     if isinstance(exc, Unauthorized):
         log_out(EXPIRED_NOTICE)
-    st.error(f"Could not {doing}: {exc}")
+    st.error(f"Could not {doing}: {md(exc)}")
 
 
 # --------------------------------------------------------------------------- login
@@ -114,7 +134,7 @@ def login_page() -> None:
     try:
         api().login(email.strip(), password)
     except ApiError as exc:
-        st.error(f"Login failed: {exc.message}")
+        st.error(f"Login failed: {md(exc.message)}")
         return
     st.session_state.user = email.strip().lower()
     st.rerun()
@@ -143,9 +163,10 @@ def classify_page() -> None:
         data = file.getvalue()
         content_type = detect_image_type(data)
         if len(data) > limit:
-            st.error(f"{file.name} is {human_size(len(data))}, over the {human_size(limit)} limit.")
+            size = human_size(len(data))
+            st.error(f"{md(file.name)} is {size}, over the {human_size(limit)} limit.")
         elif content_type not in IMAGE_TYPES:
-            st.error(f"{file.name} is not a JPEG, PNG or WebP image.")
+            st.error(f"{md(file.name)} is not a JPEG, PNG or WebP image.")
         else:
             ready.append((file.name, data, content_type))
             # Previews are thumbnails made here: a corrupt file must not break the page.
@@ -153,13 +174,13 @@ def classify_page() -> None:
                 cache[file.file_id] = make_thumbnail(data)
             previews.append((file.name, cache[file.file_id]))
     if ready:
-        columns = st.columns(min(len(ready), 6))
+        columns = st.columns(6)
         for index, (name, preview) in enumerate(previews):
             column = columns[index % len(columns)]
             if preview:
                 column.image(preview, caption=name, width=140)
             else:
-                column.caption(f"{name}: no preview (the model will check it)")
+                column.caption(f"{md(name)}: no preview (the model will check it)")
         label = f"Classify {len(ready)} image{'s' if len(ready) > 1 else ''}"
         if st.button(label, key="classify", type="primary"):
             st.session_state.batch = run_batch(ready)
@@ -230,7 +251,7 @@ def show_batch(items: list[BatchItem]) -> None:
             if item.thumbnail:
                 left.image(item.thumbnail, caption=item.name)
             else:
-                left.write(item.name)
+                left.markdown(md(item.name))
             with right:
                 show_item(index, item)
 
@@ -239,9 +260,9 @@ def show_item(index: int, item: BatchItem) -> None:
     """One result: an error, still pending, failed, or done (with feedback)."""
     prediction = item.prediction
     if item.error:
-        st.error(f"{item.name}: {item.error}")
+        st.error(f"{md(item.name)}: {md(item.error)}")
     elif prediction is None or prediction.status == "pending":
-        st.info(f"{item.name} is still being classified.")
+        st.info(f"{md(item.name)} is still being classified.")
         if st.button("Check again", key=f"check-{index}") and item.prediction_id:
             try:
                 fresh = api().get_prediction(item.prediction_id, wait=10)
@@ -251,7 +272,8 @@ def show_item(index: int, item: BatchItem) -> None:
             st.session_state.batch[index] = replace(item, prediction=fresh)
             st.rerun()
     elif prediction.status == "failed":
-        st.error(f"{item.name} could not be classified: {prediction.error or 'unknown reason'}")
+        reason = prediction.error or "unknown reason"
+        st.error(f"{md(item.name)} could not be classified: {md(reason)}")
     else:
         show_result(prediction)
         feedback_form(prediction)
@@ -270,7 +292,7 @@ def show_result(prediction: Prediction) -> None:
         )
         st.bar_chart(chart, x="class", y="score", horizontal=True, sort="-score", height=200)
     model = f"{prediction.model_name or 'model'} ({prediction.weights or 'unknown'} weights)"
-    st.caption(f"{model}, finished {prediction.completed_at or ''}")
+    st.caption(f"{md(model)}, finished {md(when(prediction.completed_at))}")
 
 
 def feedback_form(prediction: Prediction) -> None:
@@ -310,7 +332,7 @@ def feedback_form(prediction: Prediction) -> None:
     sent[prediction.id] = (
         "Thanks: feedback saved (correct)."
         if correct
-        else f"Thanks: feedback saved (wrong{f', should be {label}' if label else ''})."
+        else f"Thanks: feedback saved (wrong{f', should be {md(label)}' if label else ''})."
     )
     st.rerun()
 
@@ -340,12 +362,12 @@ def history_page() -> None:
                 thumb.image(image)
             else:
                 thumb.caption("no preview")
-            text.markdown(f"**{prediction.filename or prediction.id}** - {prediction.status}")
+            text.markdown(f"**{md(prediction.filename or prediction.id)}** - {prediction.status}")
             if prediction.status == "done":
-                text.write(f"{prediction.label} ({(prediction.score or 0.0):.1%})")
+                text.markdown(f"{md(prediction.label)} ({(prediction.score or 0.0):.1%})")
             elif prediction.status == "failed":
-                text.write(f"failed: {prediction.error or 'unknown reason'}")
-            text.caption(f"{prediction.created_at or ''} - id {prediction.id}")
+                text.markdown(f"failed: {md(prediction.error or 'unknown reason')}")
+            text.caption(f"{md(when(prediction.created_at))} - id {prediction.id}")
     newer, older, refresh = st.columns(3)
     if len(cursors) > 1 and newer.button("Newer", key="history-newer"):
         cursors.pop()
@@ -367,7 +389,7 @@ def main() -> None:
         login_page()
         return
     with st.sidebar:
-        st.write(f"Signed in as **{st.session_state.get('user', '')}**")
+        st.markdown(f"Signed in as **{md(st.session_state.get('user', ''))}**")
         page = st.radio("Page", ["Classify", "My history"], key="page")
         if st.button("Log out", key="logout"):
             log_out()

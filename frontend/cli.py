@@ -241,6 +241,9 @@ def classify(
 
     results: queue.Queue[ResultRow] = queue.Queue()
     uploaded: list[str] = []  # list.append is atomic: the upload threads share it
+    # Uploaded, result not seen yet: written as pending if the run stops early, so that a
+    # rerun polls them instead of uploading them again.
+    in_flight: dict[str, ResultRow] = dict(to_poll)
     total = len(to_upload) + len(to_poll)
     uploads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload")
     waits = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="wait")
@@ -263,7 +266,9 @@ def classify(
         except Exception as exc:
             results.put(dataclasses.replace(row, status="error", error=str(exc)))
             return
-        waits.submit(wait, dataclasses.replace(row, prediction_id=prediction_id))
+        sent = dataclasses.replace(row, prediction_id=prediction_id, status="pending")
+        in_flight[row.sha256] = sent
+        waits.submit(wait, sent)
 
     try:
         for row in to_poll.values():
@@ -281,8 +286,9 @@ def classify(
         uploads.shutdown(wait=True, cancel_futures=True)
         waits.shutdown(wait=True, cancel_futures=True)
         summary.uploaded = len(uploaded)
+        known = {**in_flight, **finished}
         final = [
-            dataclasses.replace(finished[r.sha256], file=r.file) if r.sha256 in finished else r
+            dataclasses.replace(known[r.sha256], file=r.file) if r.sha256 in known else r
             for r in rows
         ]
         write_rows(out, RESULT_COLUMNS, (dataclasses.asdict(r) for r in final))
@@ -403,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # classify() has written the rows finished so far: a rerun picks up from there.
+        print(f"interrupted; the results so far are in {args.out}", file=sys.stderr)
+        return 130
     print(
         f"{len(rows)} files: {_counts(rows)}; uploaded {summary.uploaded}, "
         f"reused {summary.reused} from {args.out.name}, polled again {summary.polled}",

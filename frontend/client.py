@@ -297,8 +297,9 @@ class ApiClient:
     """
 
     endpoints: Endpoints = field(default_factory=Endpoints.from_env)
-    token: str | None = None
-    credentials: tuple[str, str] | None = None
+    # Secrets stay out of repr(): it ends up in logs and error pages.
+    token: str | None = field(default=None, repr=False)
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _login_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

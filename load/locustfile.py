@@ -14,8 +14,12 @@ Environment (all optional):
   LOAD_WAIT_MIN / LOAD_WAIT_MAX think time between tasks in seconds (default 1 / 3)
   LOAD_POLL_WAIT                seconds per long-poll request (default 20, the API's maximum)
   LOAD_RESULT_DEADLINE          seconds a classify may wait for its result (default 120)
+  LOAD_MEASURE_SECONDS          when set: reset the stats once every user has logged in, then
+                                measure this many seconds and stop (steady state, without the
+                                ramp-up's logins; those are kept in the ledger)
   LOAD_LEDGER                   a JSON file to write at the end: every upload with its owner's
-                                token and every result seen, so a runner can prove none was lost
+                                token, every result seen, failed requests and login times of
+                                the whole run, so a runner can prove nothing failed or was lost
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 
+import gevent
 from locust import FastHttpUser, between, events, task
 
 from load.images import generate_images, unique_variant
@@ -42,7 +47,9 @@ WAIT_MIN = float(os.environ.get("LOAD_WAIT_MIN", "1"))
 WAIT_MAX = float(os.environ.get("LOAD_WAIT_MAX", "3"))
 POLL_WAIT = int(os.environ.get("LOAD_POLL_WAIT", "20"))
 RESULT_DEADLINE = float(os.environ.get("LOAD_RESULT_DEADLINE", "120"))
+MEASURE_SECONDS = float(os.environ.get("LOAD_MEASURE_SECONDS", "0"))
 FINAL_STATUSES = ("done", "failed")
+LOGIN = "POST /auth/login"
 
 IMAGES = generate_images()
 
@@ -50,6 +57,11 @@ _next_account = itertools.count()
 # Uploads accepted by S3 (prediction id -> owner's token) and final results seen by the users.
 UPLOADED: dict[str, str] = {}
 FINISHED: dict[str, str] = {}
+# Over the whole run, ramp-up included: failed requests by name, login times, when the
+# measured window started.
+FAILED: dict[str, int] = {}
+LOGIN_MS: list[float] = []
+RUN: dict[str, float] = {"logged_in": 0, "measure_started": 0.0}
 
 
 def multipart_form(fields: dict[str, str], filename: str, content_type: str, data: bytes):
@@ -85,17 +97,23 @@ class ClassifierUser(FastHttpUser):
         self.token = ""
         self.done: deque[dict] = deque(maxlen=50)
         email, password = ACCOUNTS[next(_next_account) % len(ACCOUNTS)]
-        with self.client.post(
-            "/auth/login",
-            json={"email": email, "password": password},
-            name="POST /auth/login",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"login answered {response.status_code}: {response.text[:200]}")
-                return
-            self.token = response.json()["access_token"]
-        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.headers: dict[str, str] = {}
+        try:
+            with self.client.post(
+                "/auth/login",
+                json={"email": email, "password": password},
+                name=LOGIN,
+                catch_response=True,
+            ) as response:
+                if response.status_code != 200:
+                    response.failure(
+                        f"login answered {response.status_code}: {response.text[:200]}"
+                    )
+                    return
+                self.token = response.json()["access_token"]
+            self.headers = {"Authorization": f"Bearer {self.token}"}
+        finally:
+            _logged_in(self.environment)
 
     @task(6)
     def classify(self) -> None:
@@ -218,10 +236,38 @@ class ClassifierUser(FastHttpUser):
                 response.failure(f"answered {response.status_code}: {response.text[:200]}")
 
 
+def _logged_in(environment) -> None:
+    """Count logins; once every user has one, start the measured window (LOAD_MEASURE_SECONDS)."""
+    RUN["logged_in"] += 1
+    runner = environment.runner
+    if not MEASURE_SECONDS or RUN["measure_started"] or runner is None:
+        return
+    if RUN["logged_in"] >= runner.target_user_count:
+        runner.stats.reset_all()
+        RUN["measure_started"] = time.time()
+        gevent.spawn_later(MEASURE_SECONDS, runner.quit)
+
+
+@events.request.add_listener
+def record_request(name, response_time, exception, **_kwargs) -> None:
+    """Keep what a stats reset would forget: failures and login times of the whole run."""
+    if exception is not None:
+        FAILED[name] = FAILED.get(name, 0) + 1
+    if name == LOGIN:
+        LOGIN_MS.append(response_time)
+
+
 @events.test_stop.add_listener
 def write_ledger(environment, **_kwargs) -> None:
-    """Write every upload and every result seen, for the runner's nothing-lost check."""
+    """Write uploads, results, failures and login times, for the runner's checks."""
     path = os.environ.get("LOAD_LEDGER")
     if path:
-        ledger = {"uploaded": dict(UPLOADED), "finished": dict(FINISHED)}
+        ledger = {
+            "uploaded": dict(UPLOADED),
+            "finished": dict(FINISHED),
+            "failed_requests": dict(FAILED),
+            "login_ms": list(LOGIN_MS),
+            "measure_started": RUN["measure_started"],
+            "measure_ended": time.time(),
+        }
         Path(path).write_text(json.dumps(ledger))

@@ -44,6 +44,17 @@ ENDPOINT_ORDER = (
 )
 
 
+def summary_path(label: str | None = None) -> Path:
+    """Where a run's summary goes: summary.json, or summary-<label>.json for a variant."""
+    return RESULTS_DIR / (f"summary-{label}.json" if label else "summary.json")
+
+
+def load_variants() -> list[dict]:
+    """The summaries of variant runs (LOAD_BATCHING=...), oldest first."""
+    paths = sorted(RESULTS_DIR.glob("summary-*.json"), key=lambda p: p.stat().st_mtime)
+    return [json.loads(p.read_text()) for p in paths]
+
+
 def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -85,6 +96,11 @@ def _find(summary: dict, sandboxes: int, users: int) -> dict | None:
     return None
 
 
+def failed_requests(scenario: dict) -> int:
+    """Failed requests over the whole run (ramp-up and logins included)."""
+    return scenario.get("failed_requests_whole_run", scenario["aggregated"]["failures"])
+
+
 def e2e_stats(scenario: dict) -> dict:
     """The `classify e2e` row of a scenario (zeros when no classify finished)."""
     return scenario["endpoints"].get(
@@ -96,7 +112,7 @@ def evaluate_targets(summary: dict) -> list[dict]:
     """Each target with the measured value and whether it was met."""
     engine = summary["engine"]
     rows = []
-    failed = [s for s in summary["scenarios"] if s["aggregated"]["failures"]]
+    failed = [s for s in summary["scenarios"] if failed_requests(s)]
     lost = [s for s in summary["scenarios"] if s["lost"]]
     rows.append(
         {
@@ -105,8 +121,7 @@ def evaluate_targets(summary: dict) -> list[dict]:
                 "0 in every scenario"
                 if not failed
                 else ", ".join(
-                    f"{s['aggregated']['failures']} at {s['users']} users x {s['sandboxes']}"
-                    for s in failed
+                    f"{failed_requests(s)} at {s['users']} users x {s['sandboxes']}" for s in failed
                 )
             ),
             "met": not failed,
@@ -156,19 +171,24 @@ def evaluate_targets(summary: dict) -> list[dict]:
 def _summary_table(summary: dict) -> list[str]:
     engine_ips = summary["engine"].get("images_per_s") or 0.0
     lines = [
-        "| sandboxes | users | requests | failures | RPS | classify e2e/s | e2e median ms "
-        "| e2e p95 ms | uploads | finished | lost | e2e/s / engine |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| sandboxes | users | requests | failed | RPS | classify e2e/s | e2e median ms "
+        "| e2e p95 ms | uploads | finished | lost | e2e/s / engine | mean batch "
+        "| batches per sandbox | login median / p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for sandboxes in _sandbox_counts(summary):
         for s in _scenarios(summary, sandboxes):
             agg, e2e = s["aggregated"], e2e_stats(s)
             share = f"{e2e['rps'] / engine_ips:.0%}" if engine_ips else "-"
+            logins = f"{_fmt_ms(s.get('login_median_ms'))} / {_fmt_ms(s.get('login_p95_ms'))}"
             lines.append(
                 f"| {sandboxes} | {s['users']} | {agg['requests']:,} "
-                f"| {_pct(agg['failures'], agg['requests'])} | {agg['rps']:.1f} "
+                f"| {failed_requests(s)} | {agg['rps']:.1f} "
                 f"| {e2e['rps']:.1f} | {_fmt_ms(e2e['median_ms'])} | {_fmt_ms(e2e['p95_ms'])} "
-                f"| {s['uploads']:,} | {s['finished']:,} | {s['lost']} | {share} |"
+                f"| {s['uploads']:,} | {s['finished']:,} | {s['lost']} | {share} "
+                f"| {s.get('mean_batch_size') or '-'} "
+                f"| {' / '.join(str(n) for n in s.get('invocations_by_sandbox', [])) or '-'} "
+                f"| {logins} |"
             )
     return lines
 
@@ -204,8 +224,13 @@ def _comparison_table(summary: dict) -> list[str]:
         if not found:
             return "not run"
         return " / ".join(
-            _pct(s["aggregated"]["failures"], s["aggregated"]["requests"]) for s in found
+            _pct(failed_requests(s), s["aggregated"]["requests"] + s.get("logins", 0))
+            for s in found
         )
+
+    def batch_at(users: int) -> str:
+        found = _find(summary, one, users)
+        return str(found.get("mean_batch_size") or "-") if found else "-"
 
     second = []
     for users in sorted({s["users"] for s in summary["scenarios"]}):
@@ -224,7 +249,7 @@ def _comparison_table(summary: dict) -> list[str]:
         + ("; ".join(second) if second else "not run")
         + " |",
         "| model serving | `model.predict`, one image at a time, 50 ms sleep between jobs "
-        "| one graph call per SQS batch (up to 16 images) |",
+        f"| one compiled-graph call per SQS batch (mean batch {batch_at(50)} at 50 users) |",
         "| client | logged in on every task | logs in once per user |",
     ]
     return [line for line in lines if line]
@@ -323,26 +348,57 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
     return [THROUGHPUT_PNG, LATENCY_PNG]
 
 
-def render_report(summary: dict) -> str:
-    """The Markdown report for one run."""
+def _variant_section(variant: dict) -> list[str]:
+    size, window = variant["settings"]["batching"].split(":")
+    engine = variant["engine"]
+    return [
+        f"## Variant: BatchSize {size}, MaximumBatchingWindowInSeconds {window}",
+        "",
+        f"`LOAD_BATCHING={size}:{window} make load` (run {variant['started_at']}): the same "
+        "scenarios on a copy of template.yaml whose inference SQS event has these settings. "
+        f"Raw engine in that run: {engine['images_per_s']:.1f} images/s, batch-1 "
+        f"{engine['batch1_ms']:.0f} ms.",
+        "",
+        *_summary_table(variant),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *[
+            f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'NO'} |"
+            for row in evaluate_targets(variant)
+        ],
+        "",
+    ]
+
+
+def render_report(summary: dict, variants: list[dict] | None = None) -> str:
+    """The Markdown report for one run (and any variant runs beside it)."""
     engine = summary["engine"]
     settings = summary["settings"]
+    batching = (
+        f"BatchSize:window `{settings['batching']}`"
+        if settings.get("batching")
+        else "as in template.yaml"
+    )
     lines = [
         "# imgclf load test report",
         "",
         f"Run {summary['started_at']} on this machine ({summary['machine']}), written by "
         "`make load` (`python -m load.run`). Local cloud with `MODEL_WEIGHTS=random` (same "
-        "compute as ImageNet weights), Locust headless on the same cores, every scenario "
-        f"{settings['duration_s']} s after a fresh start of the local cloud and one warm-up "
-        f"classify per sandbox; think time {settings['wait_min']}-{settings['wait_max']} s; "
-        "task mix classify 6 : list 2 : get 2 : feedback 1; every upload has unique bytes (no "
-        "dedup hits).",
+        "compute as ImageNet weights), Locust headless on the same 2 cores. One local cloud "
+        "per number of inference sandboxes; its scenarios run in rising order of users, "
+        f"{settings['duration_s']} s each, each after a warm-up (two classifies per inference "
+        "sandbox, one predictions sandbox per user, so no cold start is measured). Users log in "
+        f"once ({settings.get('accounts') or 1} accounts), think "
+        f"{settings['wait_min']}-{settings['wait_max']} s between tasks, and mix classify 6 : "
+        "list 2 : get 2 : feedback 1; every upload has unique bytes (no dedup hits). "
+        f"Inference batching: {batching}.",
         "",
         "## Raw engine (same machine, same run, before the load)",
         "",
         f"- {engine.get('description', 'ResNet50 fp32 forward pass as a compiled graph')}",
         f"- throughput: **{engine.get('images_per_s', 0):.1f} images/s** "
-        f"(batch {engine.get('batch_size', '-')})",
+        f"(batch {engine.get('batch_size', '-')}, the better of batch 16 and 32)",
         f"- batch-1 latency: **{engine.get('batch1_ms', 0):.0f} ms**",
         "",
         "## Targets",
@@ -356,11 +412,16 @@ def render_report(summary: dict) -> str:
         "",
         "## Summary",
         "",
-        "RPS counts every request (login, upload grant, S3 POST, long-polls, list, get, "
-        "feedback); `classify e2e` is one whole classification: upload grant, S3 POST, "
-        "long-poll until the result. Uploads are the S3 POSTs accepted; finished are those "
-        "that reached `done` or `failed` (seen by the users or, for classifies cut by the "
-        "end of the scenario, by the runner afterwards); lost = uploads - finished.",
+        "Requests, RPS and latencies cover the measured window: it starts once every user "
+        "has logged in and lasts the scenario's duration (steady state). `failed` counts "
+        "failed requests over the whole run, ramp-up and logins included; the login columns "
+        "cover every login. RPS counts every request (upload grant, S3 POST, long-polls, "
+        "list, get, feedback); `classify e2e` is one whole classification: upload grant, S3 "
+        "POST, long-poll until the result. Uploads are the S3 POSTs accepted over the whole "
+        "run; finished are those that reached `done` or `failed` (seen by the users or, for "
+        "classifies cut by the end of the run, by the runner afterwards); lost = uploads - "
+        "finished. Mean batch = uploads / inference invocations; batches per sandbox shows "
+        "how many inference sandboxes the event source mapping actually used.",
         "",
         *_summary_table(summary),
         "",
@@ -392,9 +453,8 @@ def render_report(summary: dict) -> str:
                 f"| {e['error'][:120]} | {e['occurrences']} |"
             )
         lines.append("")
-    notes = summary.get("notes") or []
-    if notes:
-        lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    for variant in variants or []:
+        lines += _variant_section(variant)
     lines += [
         "## Reproduce",
         "",
@@ -408,20 +468,31 @@ def render_report(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(summary: dict, out_dir: Path = LOAD_DIR) -> Path:
+def write_report(
+    summary: dict, variants: list[dict] | None = None, out_dir: Path = LOAD_DIR
+) -> Path:
     """Write REPORT.md and the plots next to it; return the report's path."""
     write_plots(summary, out_dir)
     path = out_dir / REPORT_PATH.name
-    path.write_text(render_report(summary))
+    path.write_text(render_report(summary, variants))
     return path
 
 
+def rewrite_report() -> Path | None:
+    """REPORT.md from the results on disk (the main run and its variants); None without a
+    main run."""
+    main_path = summary_path()
+    if not main_path.exists():
+        return None
+    return write_report(json.loads(main_path.read_text()), load_variants())
+
+
 def main() -> int:
-    """Rewrite load/REPORT.md from load/results/summary.json."""
-    if not SUMMARY_PATH.exists():
+    """Rewrite load/REPORT.md from load/results/summary*.json."""
+    path = rewrite_report()
+    if path is None:
         print(f"no {SUMMARY_PATH.relative_to(LOAD_DIR.parent)}: run `make load` first")
         return 1
-    path = write_report(json.loads(SUMMARY_PATH.read_text()))
     print(f"wrote {path.relative_to(LOAD_DIR.parent)}")
     return 0
 

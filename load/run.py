@@ -13,7 +13,8 @@ Steps, all on 127.0.0.1 and bounded in time:
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
 LOAD_DURATION (seconds per scenario, default 60), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time,
 read by the locustfile), LOAD_ACCOUNT_COUNT (accounts the users share, default 20),
-LOAD_TEMPLATE (another template, e.g. to try other batching settings).
+LOAD_BATCHING=SIZE:WINDOW (a variant run on a copy of template.yaml whose inference SQS event
+has that BatchSize and MaximumBatchingWindowInSeconds; reported beside the main run).
 """
 
 from __future__ import annotations
@@ -79,39 +80,36 @@ def measure_engine() -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _engine_figures(seconds: float = 6.0, batch_sizes: tuple[int, ...] = (16, 32)) -> dict:
-    """Run inside the --measure-engine-only subprocess: imgclf.model's compiled forward pass
-    (random weights: the same compute as ImageNet's) on random pixels, no image decoding."""
+def _engine_figures(seconds: float = 3.0, rounds: int = 3) -> dict:
+    """Run inside the --measure-engine-only subprocess: load.bench_inference's raw engine
+    (imgclf.model's compiled graph on ready pixels, random weights: ImageNet's compute),
+    batches 1, 16 and 32 in interleaved rounds, the median of each."""
     import numpy as np
     from imgclf.images import TARGET_SIZE
     from imgclf.model import Classifier, cpu_count
+
+    from load.bench_inference import raw_step, throughput
 
     load_before = os.getloadavg()[0]
     classifier = Classifier(weights="random")
     classifier.warm_up()
     rng = np.random.default_rng(0)
-    best = (0.0, 0)
-    for batch_size in batch_sizes:
-        pixels = rng.integers(0, 256, size=(batch_size, *TARGET_SIZE, 3), dtype=np.uint8)
-        classifier.scores(pixels)  # the first call of a new shape is slower
-        images, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds or images < 3 * batch_size:
-            classifier.scores(pixels)
-            images += batch_size
-        rate = images / (time.perf_counter() - started)
-        best = max(best, (rate, batch_size))
-    one = rng.integers(0, 256, size=(1, *TARGET_SIZE, 3), dtype=np.uint8)
-    timings = []
-    for _ in range(25):
-        started = time.perf_counter()
-        classifier.scores(one)
-        timings.append((time.perf_counter() - started) * 1000)
+    pixels = rng.integers(0, 256, size=(32, *TARGET_SIZE, 3), dtype=np.uint8)
+    batches = (1, 16, 32)
+    steps = {batch: raw_step(classifier, pixels, batch) for batch in batches}
+    measured: dict[int, list[float]] = {batch: [] for batch in batches}
+    for _ in range(rounds):
+        for batch in batches:
+            measured[batch].append(throughput(steps[batch], seconds))
+    rates = {batch: float(np.median(values)) for batch, values in measured.items()}
+    best = max((16, 32), key=lambda batch: rates[batch])
     return {
-        "description": "ResNet50 fp32, imgclf.model.Classifier's compiled graph "
-        f"(preprocess_input + network, {cpu_count()} threads), pixels already decoded",
-        "images_per_s": best[0],
-        "batch_size": best[1],
-        "batch1_ms": float(np.median(timings)),
+        "description": "ResNet50 fp32, load.bench_inference's raw engine: imgclf.model's "
+        f"compiled graph (preprocess_input + network, {cpu_count()} threads) on ready pixels",
+        "images_per_s": rates[best],
+        "batch_size": best,
+        "batch1_ms": 1000.0 / rates[1],
+        "images_per_s_by_batch": rates,
         "load_average_before": load_before,
     }
 
@@ -197,6 +195,30 @@ def cloud_counters(cloud: Any) -> dict:
     }
 
 
+def batching_template(size: int, window: int, out_path: Path) -> Path:
+    """A copy of template.yaml whose InferenceFunction `Uploads` SQS event has another
+    BatchSize and MaximumBatchingWindowInSeconds (to measure a proposed setting)."""
+    lines = (ROOT / "template.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Uploads:")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and (
+        not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
+    ):
+        end += 1
+    block = lines[start:end]
+    keys = {"BatchSize": size, "MaximumBatchingWindowInSeconds": window}
+    for key, value in keys.items():
+        found = [i for i, line in enumerate(block) if line.strip().startswith(f"{key}:")]
+        if not found:
+            raise ValueError(f"template.yaml: no {key} in the Uploads event")
+        line = block[found[0]]
+        block[found[0]] = f"{line[: len(line) - len(line.lstrip())]}{key}: {value}"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text("\n".join([*lines[:start], *block, *lines[end:]]) + "\n")
+    return out_path
+
+
 # ---- a client, for warm-up and the nothing-lost check ---------------------------------------
 
 
@@ -268,13 +290,29 @@ def warm_up(api_url: str, inference_sandboxes: int, predictions_sandboxes: int) 
     bad = [p for p in finals if p["status"] != "done"]
     if bad:
         raise RuntimeError(f"warm-up classify did not finish: {bad}")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def touch_http_functions(_: int) -> None:
+        # Each HTTP function's pool starts up to 4 sandboxes: start them now, not under load.
+        login(api_url)
+        request_upload(api_url, token, images[0], images[0].data)
+        requests.get(f"{api_url}/predictions", headers=headers, timeout=60).raise_for_status()
+        requests.post(
+            f"{api_url}/predictions/{finals[0]['id']}/feedback",
+            json={"correct": True},
+            headers=headers,
+            timeout=60,
+        ).raise_for_status()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(touch_http_functions, range(4)))
     abandoned = request_upload(api_url, token, images[0], images[0].data)["prediction_id"]
 
     def hold(_: int) -> int:
         return requests.get(
             f"{api_url}/predictions/{abandoned}",
             params={"wait": 2},
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
             timeout=600,
         ).status_code
 
@@ -298,13 +336,17 @@ def run_locust(
 ) -> dict:
     """Run the locustfile headless in a subprocess; return its stats and its ledger.
 
-    A subprocess because Locust monkey-patches the standard library with gevent.
+    The stats cover `duration_s` seconds of steady state, measured from the moment every user
+    has logged in (the locustfile resets them then); the ledger covers the whole run. A
+    subprocess because Locust monkey-patches the standard library with gevent.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger_path = out_dir / "ledger.json"
     ledger_path.unlink(missing_ok=True)
     prefix = out_dir / "locust"
     rate = spawn_rate or max(1.0, users / 5.0)
+    # A hard stop in case the logins never all finish: ramp-up, logins, the window.
+    run_time = duration_s + int(users / rate) + 60 + users
     command = [
         sys.executable,
         "-m",
@@ -319,7 +361,7 @@ def run_locust(
         "--spawn-rate",
         str(rate),
         "--run-time",
-        f"{duration_s}s",
+        f"{run_time}s",
         "--stop-timeout",
         str(STOP_TIMEOUT_S),
         "--csv",
@@ -328,7 +370,12 @@ def run_locust(
         "--loglevel",
         "WARNING",
     ]
-    env = {**os.environ, "LOAD_LEDGER": str(ledger_path), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "LOAD_LEDGER": str(ledger_path),
+        "LOAD_MEASURE_SECONDS": str(duration_s),
+        **(extra_env or {}),
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with open(out_dir / "locust.log", "w") as log:
         completed = subprocess.run(
@@ -337,7 +384,7 @@ def run_locust(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            timeout=duration_s + STOP_TIMEOUT_S + 180,
+            timeout=run_time + STOP_TIMEOUT_S + 120,
             check=False,
         )
     stats_path = Path(f"{prefix}_stats.csv")
@@ -456,6 +503,8 @@ def run_scenario(
     after = cloud_counters(cloud)
     stats = result["stats"]
     aggregated = stats.pop("Aggregated")
+    ledger = result["ledger"]
+    logins = sorted(ledger["login_ms"])
     invocations = {
         pid: n - before["invocations_by_sandbox"].get(pid, 0)
         for pid, n in after["invocations_by_sandbox"].items()
@@ -469,6 +518,14 @@ def run_scenario(
         "aggregated": aggregated,
         "endpoints": stats,
         "errors": result["errors"],
+        "failed_requests_whole_run": sum(ledger["failed_requests"].values()),
+        "failed_by_name_whole_run": ledger["failed_requests"],
+        "measured_s": round(ledger["measure_ended"] - ledger["measure_started"], 1)
+        if ledger["measure_started"]
+        else None,
+        "logins": len(logins),
+        "login_median_ms": logins[len(logins) // 2] if logins else None,
+        "login_p95_ms": logins[int(len(logins) * 0.95)] if logins else None,
         "inference_batches": batches,
         "mean_batch_size": round(counts["uploads"] / batches, 2) if batches else None,
         "invocations_by_sandbox": sorted(invocations.values(), reverse=True),
@@ -492,7 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("LOAD_ACCOUNT_COUNT", DEFAULT_ACCOUNTS)),
         help="accounts the virtual users share (0: the demo user)",
     )
-    parser.add_argument("--template", type=Path, default=os.environ.get("LOAD_TEMPLATE"))
+    parser.add_argument(
+        "--batching",
+        default=os.environ.get("LOAD_BATCHING"),
+        metavar="SIZE:WINDOW",
+        help="a variant run: the inference SQS event with this BatchSize and batching window",
+    )
     parser.add_argument("--measure-engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -500,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_engine_figures()))
         return 0
 
+    template, label = None, None
+    if args.batching:
+        size, window = (int(part) for part in args.batching.split(":"))
+        label = f"batch{size}-window{window}"
+        template = batching_template(size, window, RESULTS_DIR / f"template-{label}.yaml")
     users = _csv_ints(args.users) if args.users else list(DEFAULT_USERS)
     sandbox_counts = _csv_ints(args.sandboxes) if args.sandboxes else list(DEFAULT_SANDBOXES)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -512,11 +579,12 @@ def main(argv: list[str] | None = None) -> int:
             "wait_min": float(os.environ.get("LOAD_WAIT_MIN", "1")),
             "wait_max": float(os.environ.get("LOAD_WAIT_MAX", "3")),
             "accounts": args.accounts,
-            "template": str(args.template.name) if args.template else "template.yaml",
+            "batching": args.batching,
         },
+        "label": label,
         "scenarios": [],
-        "notes": [],
     }
+    summary_path = report.summary_path(label)
     print("measuring the raw engine ...", flush=True)
     summary["engine"] = measure_engine()
     print(
@@ -529,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = RESULTS_DIR / f"cloud-{sandboxes}"
         started = time.monotonic()
         with start_local_cloud(
-            sandboxes, state_dir, predictions_concurrency=max(users), template=args.template
+            sandboxes, state_dir, predictions_concurrency=max(users), template=template
         ) as cloud:
             accounts = add_accounts(cloud, args.accounts)
             print(
@@ -545,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                 e2e = report.e2e_stats(row)
                 print(
                     f"  {row['aggregated']['requests']} requests, "
-                    f"{row['aggregated']['failures']} failed, "
+                    f"{row['failed_requests_whole_run']} failed (whole run), "
                     f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s, "
                     f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
                     f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
@@ -553,10 +621,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"per sandbox {row['invocations_by_sandbox']}",
                     flush=True,
                 )
-                (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2))
-    path = report.write_report(summary)
-    print(f"wrote {path.relative_to(ROOT)}")
-    bad = [s for s in summary["scenarios"] if s["aggregated"]["failures"] or s["lost"]]
+                summary_path.write_text(json.dumps(summary, indent=2))
+    path = report.rewrite_report()
+    print(f"wrote {path.relative_to(ROOT)}" if path else f"wrote {summary_path}")
+    bad = [s for s in summary["scenarios"] if s["failed_requests_whole_run"] or s["lost"]]
     return 1 if bad else 0
 
 

@@ -113,11 +113,14 @@ class LocalCloud:
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
         self._redis_restarts = 0
+        self._owns_state = False  # never overwrite the state of another running cloud
 
     # ---- start --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start everything; on failure stop what did start and re-raise."""
+        self._refuse_second_instance()
+        self._owns_state = True
         try:
             self._start()
         except BaseException:
@@ -127,7 +130,6 @@ class LocalCloud:
     def _start(self) -> None:
         config = self.config
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._refuse_second_instance()
         self._write_state()
         if config.aws_endpoint:
             self.endpoint = config.aws_endpoint.rstrip("/")
@@ -274,6 +276,11 @@ class LocalCloud:
         }
         self.frontend = services.streamlit_server(app, port, env, self.logs / "frontend.log")
         self._frontend_port = port
+        try:
+            services.wait_until(lambda: services.port_open(port), 60, "Streamlit", self.frontend)
+        except (RuntimeError, TimeoutError) as exc:
+            # The API works without the front end: say so, and keep going.
+            log.warning("front end not started: %s", exc)
 
     # ---- what clients see ----------------------------------------------------------------
 
@@ -314,6 +321,8 @@ class LocalCloud:
         return env
 
     def _write_state(self) -> None:
+        if not self._owns_state:
+            return
         with self._state_lock:
             processes = {}
             for process in (self.moto, self.redis, self.frontend):
@@ -343,6 +352,7 @@ class LocalCloud:
             path = self.state_dir / STATE_FILE
             tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(state, indent=2))
+            tmp.chmod(0o600)  # it holds the local JWT secret
             tmp.replace(path)
 
     # ---- run and stop ---------------------------------------------------------------------
@@ -378,22 +388,38 @@ class LocalCloud:
         self.status = "stopping"
         with contextlib.suppress(Exception):
             self._write_state()
-        if self.frontend:
-            self.frontend.stop()
+        started = time.monotonic()
         for poller in self.pollers:
-            poller.stop()
-        for server in self.servers.values():
-            with contextlib.suppress(Exception):
-                server.stop()
-        for pool in self.pools.values():
-            pool.close()
-        if self.redis:
-            self.redis.stop()
-        if self.moto:
-            self.moto.stop()
+            poller.request_stop()
+        # Independent pieces stop side by side; the data services last.
+        steps = [server.stop for server in self.servers.values()]
+        steps += [pool.close for pool in self.pools.values()]
+        steps += [poller.stop for poller in self.pollers]
+        if self.frontend:
+            steps.append(self.frontend.stop)
+        threads = [threading.Thread(target=_quietly, args=(step,)) for step in steps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        data = [
+            threading.Thread(target=_quietly, args=(p.stop,)) for p in (self.redis, self.moto) if p
+        ]
+        for thread in data:
+            thread.start()
+        for thread in data:
+            thread.join(30)
+        log.info("stopped in %.1fs", time.monotonic() - started)
         self.status = "stopped"
         with contextlib.suppress(Exception):
             self._write_state()
+
+
+def _quietly(step) -> None:
+    try:
+        step()
+    except Exception:  # stopping goes on whatever one piece does
+        log.exception("while stopping")
 
 
 def stop_running(state_dir: Path, timeout: float = 30.0) -> bool:

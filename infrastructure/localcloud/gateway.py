@@ -206,7 +206,7 @@ class RestGateway:
         request = Request(environ)
         try:
             response = self.handle(request)
-        except Exception:
+        except Exception:  # one bad request never takes the gateway down
             log.exception("gateway error")
             response = _json_response(500, {"message": "Internal server error"})
         return response(environ, start_response)

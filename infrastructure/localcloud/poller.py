@@ -113,6 +113,10 @@ class SqsPoller:
         """Start polling."""
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop after its current receive (does not wait)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling (a batch in flight is left to the visibility timeout)."""
         self._stop.set()
@@ -130,7 +134,7 @@ class SqsPoller:
                 messages = self._collect_batch()
                 if messages:
                     self._process(messages)
-            except Exception:
+            except Exception:  # an unreachable endpoint must not end polling
                 log.exception("%s: polling failed; retrying", self.source.queue_name)
                 self._stop.wait(1.0)
 
@@ -231,5 +235,5 @@ class _VisibilityKeeper:
                             for i, r in enumerate(chunk)
                         ],
                     )
-                except Exception:
+                except Exception:  # best effort: the batch may have just finished
                     log.debug("visibility extension failed", exc_info=True)

@@ -101,7 +101,7 @@ class Worker:
         with contextlib.suppress(Exception):
             self.process.stdin.close()
         try:
-            self.process.wait(3)
+            self.process.wait(1)
         except subprocess.TimeoutExpired:
             self.kill()
         self._close()
@@ -305,7 +305,7 @@ class FunctionPool:
                 self._starting -= 1
         if isinstance(result, Worker):
             self._release(result)
-        else:
+        elif not self._closed:
             log.error(
                 "%s: warm start failed: %s %s",
                 self.spec.logical_id,
@@ -332,7 +332,9 @@ class FunctionPool:
                     if worker.alive():
                         worker.busy_since = time.time()
                         return worker
+                    # Died while idle (killed from outside): forget it, free its pipes.
                     self._workers.remove(worker)
+                    worker.kill()
                 if len(self._workers) + self._starting < self.concurrency:
                     self._starting += 1
                     break

@@ -81,7 +81,7 @@ def main() -> None:
     started = time.monotonic()
     try:
         module, handler = _load_handler(os.environ["_HANDLER"])
-    except BaseException as exc:
+    except BaseException as exc:  # any import failure (even SystemExit) is an init error
         reply({"kind": "init", **_error(exc, "Runtime.ImportModuleError")})
         return
     reply({"kind": "init", "ok": True, "init_ms": round((time.monotonic() - started) * 1000, 1)})
@@ -97,7 +97,7 @@ def main() -> None:
         try:
             result = handler(request["event"], LambdaContext(request))
             reply({"ok": True, "payload": result})
-        except Exception as exc:
+        except Exception as exc:  # reported to the caller, as Lambda does
             traceback.print_exc()
             reply(_error(exc))
         sys.stderr.flush()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def streamlit_url(local_cloud, tmp_path) -> Iterator[str]:
             f"--server.port={port}",
             "--server.headless=true",
             "--browser.gatherUsageStats=false",
+            "--client.toolbarMode=minimal",  # no "Deploy" button in the screenshots
         ],
         cwd=ROOT,
         env=env,
@@ -90,14 +92,12 @@ def streamlit_url(local_cloud, tmp_path) -> Iterator[str]:
         log.close()
 
 
-def picture(path: Path) -> Path:
+def picture(path: Path, sky: tuple[int, int, int], hills: tuple[int, int, int]) -> Path:
     """A small picture (a sun over hills) that reads well in a screenshot."""
-    image = Image.new("RGB", (320, 240), (135, 190, 235))
+    image = Image.new("RGB", (320, 240), sky)
     draw = ImageDraw.Draw(image)
     draw.ellipse((220, 30, 290, 100), fill=(250, 210, 60))
-    draw.polygon(
-        [(0, 240), (0, 160), (110, 110), (210, 170), (320, 120), (320, 240)], fill=(70, 140, 70)
-    )
+    draw.polygon([(0, 240), (0, 160), (110, 110), (210, 170), (320, 120), (320, 240)], fill=hills)
     rng = random.Random(7)
     for _ in range(200):  # a little texture
         draw.point((rng.randrange(320), rng.randrange(160, 240)), fill=(40, 110, 40))
@@ -107,50 +107,75 @@ def picture(path: Path) -> Path:
     return path
 
 
-def test_log_in_upload_and_see_the_result_in_chromium(streamlit_url, tmp_path):
+def scroll_to_top(page) -> None:
+    # Streamlit scrolls an inner container, not the window.
+    page.evaluate("document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })")
+
+
+def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url, tmp_path):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    image = picture(tmp_path / "hills.jpg")
+    # A user of its own, so the history in the screenshot holds only this test's images.
+    email = f"alice-{uuid.uuid4().hex[:6]}@example.com"
+    local_cloud.add_user(email, "correct horse")
+    images = [
+        picture(tmp_path / "hills.jpg", (135, 190, 235), (70, 140, 70)),
+        picture(tmp_path / "dusk.jpg", (240, 150, 110), (90, 80, 60)),
+    ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(streamlit_url)
 
-            page.get_by_label("Email").fill("admin@example.com")
+            page.get_by_label("Email").fill(email)
             page.get_by_label("Password", exact=True).fill("wrong password")
             page.get_by_role("button", name="Log in").click()
             expect(page.get_by_text("Login failed: invalid email or password")).to_be_visible(
                 timeout=30_000
             )
-            page.get_by_label("Password", exact=True).fill("admin")
+            page.get_by_label("Password", exact=True).fill("correct horse")
             page.screenshot(path=SCREENSHOTS / "login.png")
             page.get_by_role("button", name="Log in").click()
 
             expect(page.get_by_text("Classify images")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("up to 10.0 MiB each")).to_be_visible()
-            page.locator("input[type=file]").set_input_files(str(image))
-            classify = page.get_by_role("button", name="Classify 1 image")
-            expect(classify).to_be_visible(timeout=30_000)  # with the preview above it
-            expect(page.get_by_text("hills.jpg").first).to_be_visible()
+            page.locator("input[type=file]").set_input_files([str(p) for p in images])
+            classify = page.get_by_role("button", name="Classify 2 images")
+            expect(classify).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("dusk.jpg").first).to_be_visible()  # the previews
+            page.wait_for_timeout(500)
+            page.screenshot(path=SCREENSHOTS / "upload.png")
             classify.click()
 
-            expect(page.get_by_text("Top-1")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
-            expect(page.get_by_text("Confidence:")).to_be_visible()
-            expect(page.get_by_text("random weights")).to_be_visible()
-            page.wait_for_timeout(1500)  # let the chart finish drawing for the screenshot
-            page.screenshot(path=SCREENSHOTS / "result.png", full_page=True)
+            expect(page.get_by_text("Top-1").first).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+            expect(page.get_by_text("Top-1")).to_have_count(2)
+            expect(page.get_by_text("Confidence:").first).to_be_visible()
+            banner = page.get_by_test_id("stAlertContentWarning")
+            expect(banner).to_contain_text("These results come from a model with random weights")
 
-            page.get_by_text("Wrong", exact=True).click()
-            page.get_by_role("button", name="Send feedback").click()
-            expect(page.get_by_text("Thanks: feedback saved (wrong).")).to_be_visible(
-                timeout=30_000
-            )
+            # Feedback on the first result: wrong, the right label found by typing.
+            page.get_by_text("Wrong", exact=True).first.click()
+            page.get_by_role("combobox").first.click()
+            page.keyboard.type("tabby")
+            page.keyboard.press("Enter")
+            page.get_by_label("Comment (optional)").first.fill("a striped cat, really")
+            page.set_viewport_size({"width": 1280, "height": 1400})
+            scroll_to_top(page)
+            page.wait_for_timeout(1500)  # let the charts finish drawing
+            page.screenshot(path=SCREENSHOTS / "result.png")
+            page.get_by_role("button", name="Send feedback").first.click()
+            expect(
+                page.get_by_text("Thanks: feedback saved (wrong, should be tabby).")
+            ).to_be_visible(timeout=30_000)
 
+            page.set_viewport_size({"width": 1280, "height": 800})
             page.get_by_text("My history").click()
-            expect(page.get_by_text("hills.jpg").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("hills.jpg - done")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("dusk.jpg - done")).to_be_visible()
+            scroll_to_top(page)
             page.wait_for_timeout(1000)
-            page.screenshot(path=SCREENSHOTS / "history.png", full_page=True)
+            page.screenshot(path=SCREENSHOTS / "history.png")
         finally:
             browser.close()
-    for name in ("login.png", "result.png", "history.png"):
+    for name in ("login.png", "upload.png", "result.png", "history.png"):
         assert (SCREENSHOTS / name).stat().st_size > 10_000

@@ -136,3 +136,14 @@ def test_jsonl_output_and_a_wrong_password(local_cloud, user, tmp_path):
     bad = run_cli(local_cloud, (user[0], "wrong"), "classify", str(image), "--out", str(out))
     assert bad.returncode == 2
     assert "invalid email or password (HTTP 401)" in bad.stderr
+
+
+def test_a_corrupt_image_gets_a_failed_row_with_the_reason(local_cloud, user, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 100)  # JPEG magic, no image
+    out = tmp_path / "results.csv"
+    run = run_cli(local_cloud, user, "classify", str(corrupt), "--out", str(out))
+    assert run.returncode == 0, run.stderr  # a failed image is a result, not an error
+    with out.open(newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["status"] == "failed" and row["error"] and row["label"] == ""

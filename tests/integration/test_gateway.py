@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from localcloud.gateway import FunctionUrl, HttpServer, RestGateway
+from localcloud.gateway import FunctionUrl, HttpServer, RestGateway, proxy_response
 from localcloud.sandbox import FunctionPool, lambda_environment
 from localcloud.template import Template
 
@@ -271,3 +271,33 @@ def test_function_url_event_has_every_field_of_the_v2_event(gateway):
     assert event["requestContext"]["http"]["method"] == "POST"
     assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
     assert json.loads(event["body"]) == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "a string",
+        ["a", "list"],
+        {"body": "no status"},
+        {"statusCode": True},
+        {"statusCode": "abc"},
+        {"statusCode": 700},
+        {"statusCode": 200, "body": {"not": "a string"}},
+        {"statusCode": 200, "headers": {"X": ["a list"]}},
+        {"statusCode": 200, "multiValueHeaders": {"X": "not a list"}},
+        {"statusCode": 200, "body": "!!!", "isBase64Encoded": True},
+        {"statusCode": 200, "unexpected": "key"},
+    ],
+)
+def test_malformed_proxy_replies_are_rejected(reply):
+    assert proxy_response(reply) is None
+
+
+def test_a_well_formed_proxy_reply():
+    response = proxy_response(
+        {"statusCode": "201", "headers": {"X-A": 1}, "body": "aGk=", "isBase64Encoded": True}
+    )
+    assert response.status_code == 201
+    assert response.headers["X-A"] == "1"
+    assert response.get_data() == b"hi"
+    assert response.headers["Content-Type"] == "application/json"  # API Gateway's default

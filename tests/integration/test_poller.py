@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from localcloud import services
-from localcloud.poller import SqsPoller
+from localcloud.poller import SqsPoller, failed_message_ids
 from localcloud.provision import aws_clients, provision
-from localcloud.sandbox import FunctionPool, lambda_environment
+from localcloud.sandbox import FunctionPool, InvokeResult, lambda_environment
 from localcloud.template import Template
 
 from tests.integration.test_gateway import APP, assert_same_shape, sam_event
@@ -133,3 +133,31 @@ def test_only_successes_are_deleted_and_poison_goes_to_the_dlq(mapping):
     ]
     assert counts == ["1", "2"]
     assert mapping.queue_depth("WorkQueue") == 0
+
+
+RECORDS = [{"messageId": "a"}, {"messageId": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("result", "failed"),
+    [
+        (InvokeResult(True, payload={"batchItemFailures": []}), set()),
+        (InvokeResult(True, payload=None), set()),
+        (InvokeResult(True, payload={"batchItemFailures": [{"itemIdentifier": "b"}]}), {"b"}),
+        # A malformed report fails the whole batch, as in Lambda.
+        (InvokeResult(True, payload={"batchItemFailures": [{"itemIdentifier": ""}]}), {"a", "b"}),
+        (InvokeResult(True, payload={"batchItemFailures": [{"itemIdentifier": "zz"}]}), {"a", "b"}),
+        (InvokeResult(True, payload={"batchItemFailures": "b"}), {"a", "b"}),
+        # A function error, a timeout or a dead sandbox: nothing is deleted.
+        (InvokeResult(False, error_type="RuntimeError"), {"a", "b"}),
+        (InvokeResult(False, timed_out=True), {"a", "b"}),
+        (InvokeResult(False, crashed=True), {"a", "b"}),
+    ],
+)
+def test_which_messages_of_a_batch_failed(result, failed):
+    assert failed_message_ids(result, RECORDS, report=True) == failed
+
+
+def test_without_report_batch_item_failures_a_reply_means_all_succeeded():
+    reply = InvokeResult(True, payload={"batchItemFailures": [{"itemIdentifier": "b"}]})
+    assert failed_message_ids(reply, RECORDS, report=False) == set()

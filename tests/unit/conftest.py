@@ -24,6 +24,7 @@ TEST_ENV = {
     "USERS_TABLE": "imgclf-test-users",
     "PREDICTIONS_TABLE": "imgclf-test-predictions",
     "FEEDBACK_TABLE": "imgclf-test-feedback",
+    # As template.yaml names it for stack "imgclf" in moto's account; events/ use it too.
     "UPLOAD_BUCKET": "imgclf-uploads-123456789012-us-east-1",
     "JWT_SECRET": "unit-test-secret-" + "0123456789abcdef" * 3,
     "JWT_ISSUER": "imgclf",
@@ -46,6 +47,8 @@ from imgclf.settings import get_settings  # noqa: E402
 from tests.unit.factories import FakeLambdaContext, Reply  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+# The table properties create_table takes as they are (TTL and backups are other calls).
+TABLE_KEYS = ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
 
 
 def _clear_cached_clients() -> None:
@@ -92,11 +95,7 @@ def aws(template: dict[str, Any], redis_url: str) -> Iterator[None]:
             if resource["Type"] == "AWS::DynamoDB::Table":
                 props = resource["Properties"]
                 dynamodb.create_table(
-                    TableName=names[logical_id],
-                    BillingMode=props["BillingMode"],
-                    AttributeDefinitions=props["AttributeDefinitions"],
-                    KeySchema=props["KeySchema"],
-                    **{k: props[k] for k in ("GlobalSecondaryIndexes",) if k in props},
+                    TableName=names[logical_id], **{k: props[k] for k in TABLE_KEYS if k in props}
                 )
         boto3.client("s3").create_bucket(Bucket=names["UploadBucket"])
         yield

@@ -145,16 +145,16 @@ def test_an_unexpected_error_is_a_json_500_without_details(
 def test_openapi_documents_each_route_from_its_types(
     function: str, function_module: Callable[[str], ModuleType]
 ) -> None:
-    app = function_module(function).app
-    schema = json.loads(app.get_openapi_json_schema())
+    schema = json.loads(function_module(function).app.get_openapi_json_schema())
     assert schema["openapi"].startswith("3.")
     assert "bearer" in schema["components"]["securitySchemes"]
-    routes = {(route.method, route.openapi_path): route for route in app._static_routes + app._dynamic_routes}
-    for path, operations in schema["paths"].items():
-        for method, operation in operations.items():
-            success = str(routes[(method.upper(), path)].status_code)
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            successes = [status for status in operation["responses"] if status.startswith("2")]
+            assert len(successes) == 1
             # The success reply is the route's return type, not an empty object.
-            assert operation["responses"][success]["content"]["application/json"]["schema"]
+            success = operation["responses"][successes[0]]
+            assert success["content"]["application/json"]["schema"]
             for status, response in operation["responses"].items():
                 if status.startswith("4") and status != "422":
                     content = response["content"]["application/json"]["schema"]

@@ -119,3 +119,18 @@ def test_size_limit() -> None:
     images.check_size(100, 100)
     with pytest.raises(images.ImageTooLarge, match="101 bytes"):
         images.check_size(101, 100)
+
+
+def test_load_many_decodes_a_batch_in_order_and_reports_each_failure() -> None:
+    files = [samples.jpeg(seed=1), b"", samples.png(seed=2), samples.truncated_jpeg()]
+    decoded = images.load_many(files)
+    assert [type(d.error) for d in decoded] == [
+        type(None),
+        images.NotAnImage,
+        type(None),
+        images.UnreadableImage,
+    ]
+    np.testing.assert_array_equal(decoded[0].pixels, images.load_pixels(files[0]))
+    np.testing.assert_array_equal(decoded[2].pixels, images.load_pixels(files[2]))
+    assert decoded[1].pixels is None and decoded[3].pixels is None
+    assert all(d.decode_ms >= 0 for d in decoded)

@@ -249,3 +249,13 @@ def test_health_reports_the_cache(aws: None, invoke: Invoke) -> None:
 def test_health_says_when_the_cache_is_down(redis_down: None, invoke: Invoke) -> None:
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
     assert (reply.status, reply.body) == (200, {"status": "ok", "cache": "down"})
+
+
+def test_a_stale_cache_entry_falls_back_to_dynamodb(
+    alice: LoggedInUser, invoke: Invoke, redis_url: str
+) -> None:
+    record = done_prediction(alice.user_id, new_id())
+    stale = {"id": record.id, "status": "finished", "user_id": alice.user_id}
+    redis.Redis.from_url(redis_url).set(f"prediction:{record.id}", json.dumps(stale))
+    reply = get(invoke, alice, f"/predictions/{record.id}")
+    assert (reply.status, reply.body["status"]) == (200, "done")

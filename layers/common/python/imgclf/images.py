@@ -13,7 +13,13 @@ Every failure is an ``ImageError`` whose message is the reason a user sees.
 from __future__ import annotations
 
 import io
+import os
+import time
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -129,6 +135,41 @@ def to_model_input(img: Image.Image) -> np.ndarray:
 def load_pixels(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``data`` (JPEG/PNG/WebP bytes) -> (224, 224, 3) uint8 RGB, or an ``ImageError``."""
     return to_model_input(open_image(data, max_pixels=max_pixels))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One file of a batch: its pixels, or the error that stopped it; and the time it took."""
+
+    pixels: np.ndarray | None
+    error: Exception | None
+    decode_ms: float
+
+
+def load_many(files: Sequence[bytes], *, max_pixels: int = MAX_PIXELS) -> list[Decoded]:
+    """``load_pixels`` for each file, on every core: Pillow decodes without the GIL, and the
+    model waits for the whole batch anyway. One ``Decoded`` per file, in order."""
+    if len(files) <= 1:
+        return [_timed_load(data, max_pixels) for data in files]
+    return list(_decoder_pool().map(lambda data: _timed_load(data, max_pixels), files))
+
+
+@lru_cache(maxsize=1)
+def _decoder_pool() -> ThreadPoolExecutor:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="decode")
+
+
+def _timed_load(data: bytes, max_pixels: int) -> Decoded:
+    started = time.perf_counter()
+    try:
+        pixels, error = load_pixels(data, max_pixels=max_pixels), None
+    except Exception as exc:  # ImageError, or a bug: the caller tells them apart
+        pixels, error = None, exc
+    return Decoded(pixels, error, (time.perf_counter() - started) * 1000.0)
 
 
 def _upright(img: Image.Image) -> Image.Image:

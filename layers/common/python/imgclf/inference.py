@@ -72,6 +72,7 @@ class _Item:
     record: PredictionRecord | None = None
     digest: str | None = None
     sha256: str | None = None
+    data: bytes | None = None
     pixels: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -108,13 +109,14 @@ def classify_uploads(
     classifier = classifier or get_classifier()
     max_bytes = get_settings().upload_max_bytes
     items = [_Item(obj, Outcome(obj.key, "pending")) for obj in objects]
-    to_infer: list[_Item] = []
+    to_decode: list[_Item] = []
     for item in items:
         try:
             if _prepare(item, classifier, max_bytes):
-                to_infer.append(item)
+                to_decode.append(item)
         except Exception as exc:  # a crash is retried, and ends in the DLQ if it persists
             _retry(item, exc)
+    to_infer = _decode(to_decode)
     if to_infer:
         _infer(to_infer, classifier)
     for item in items:
@@ -143,7 +145,7 @@ def image_digest(sha256: str, model_name: str, weights: str) -> str:
 
 
 def _prepare(item: _Item, classifier: Classifier, max_bytes: int) -> bool:
-    """Read, hash, reuse or decode; True when the item needs the forward pass."""
+    """Read, hash, reuse an earlier result; True when the item's bytes need decoding."""
     if not _load_pending(item):
         return False
     try:
@@ -166,15 +168,28 @@ def _prepare(item: _Item, classifier: Classifier, max_bytes: int) -> bool:
         item.timings.update(decode_ms=0.0, inference_ms=0.0, batch_size=0)
         _finish_done(item, previous.result.as_dict(), classifier)
         return False
-    started = time.perf_counter()
-    try:
-        item.pixels = images.load_pixels(data)
-    except images.ImageError as exc:
-        _finish(item, FAILED, error=exc.message, sha256=item.sha256)
-        return False
-    finally:
-        item.timings["decode_ms"] = _ms_since(started)
+    item.data = data
     return True
+
+
+def _decode(batch: list[_Item]) -> list[_Item]:
+    """Decode the batch's files in parallel; the items whose pixels are ready."""
+    decoded = images.load_many([item.data or b"" for item in batch])
+    ready = []
+    for item, result in zip(batch, decoded, strict=True):
+        item.data = None
+        item.timings["decode_ms"] = result.decode_ms
+        try:
+            if isinstance(result.error, images.ImageError):
+                _finish(item, FAILED, error=result.error.message, sha256=item.sha256)
+            elif result.error is not None:
+                raise result.error
+            else:
+                item.pixels = result.pixels
+                ready.append(item)
+        except Exception as exc:
+            _retry(item, exc)
+    return ready
 
 
 def _load_pending(item: _Item) -> bool:

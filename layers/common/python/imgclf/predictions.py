@@ -7,7 +7,8 @@ import base64
 import binascii
 import json
 import time
-from typing import Literal
+from contextlib import suppress
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -87,10 +88,14 @@ def view_of(record: PredictionRecord) -> PredictionView:
     )
 
 
+def _cached(view: PredictionView, user_id: str) -> dict[str, Any]:
+    # The owner is cached with the view, so a cache hit can still refuse other users.
+    return {**view.model_dump(), "user_id": user_id}
+
+
 def publish_result(record: PredictionRecord) -> None:
     """Cache a finished prediction and wake its long-pollers (call after the DynamoDB write)."""
-    document = {**view_of(record).model_dump(), "user_id": record.user_id}
-    cache.write_prediction(record.id, document)
+    cache.write_prediction(record.id, _cached(view_of(record), record.user_id))
     cache.publish_status(record.id, record.status)
 
 
@@ -99,17 +104,19 @@ def _read(user_id: str, prediction_id: str) -> PredictionView:
     if cached is not None:
         if cached.pop("user_id", None) != user_id:
             raise NotFound("prediction not found")
-        return PredictionView.model_validate(cached)
+        with suppress(ValidationError):  # a stale shape (older code): DynamoDB answers
+            return PredictionView.model_validate(cached)
     try:
         record = PredictionRecord.get(prediction_id, consistent_read=True)
     except PredictionRecord.DoesNotExist:
         raise NotFound("prediction not found") from None
     if record.user_id != user_id:
         raise NotFound("prediction not found")
-    if record.status != PENDING:
+    view = view_of(record)
+    if view.status != PENDING:
         # Read-through: the next reader of this finished prediction is served by Redis.
-        cache.write_prediction(record.id, {**view_of(record).model_dump(), "user_id": user_id})
-    return view_of(record)
+        cache.write_prediction(view.id, _cached(view, user_id))
+    return view
 
 
 def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> PredictionView:

@@ -14,6 +14,7 @@ import sys
 import uuid
 from typing import Annotated, Literal
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pynamodb.exceptions import PutError
 
@@ -21,6 +22,8 @@ from imgclf import passwords, tokens
 from imgclf.errors import BadRequest, Unauthorized
 from imgclf.settings import get_settings
 from imgclf.tables import UserRecord
+
+logger = Logger(child=True)
 
 DEMO_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "admin"
@@ -72,8 +75,10 @@ def login(request: LoginRequest) -> TokenReply:
         user = UserRecord.get(request.email)
     except UserRecord.DoesNotExist:
         passwords.verify_password(passwords.DUMMY_HASH, request.password)
+        logger.info("login refused: unknown email", extra={"email": request.email})
         raise Unauthorized("invalid email or password") from None
     if not passwords.verify_password(user.password_hash, request.password):
+        logger.info("login refused: wrong password", extra={"email": request.email})
         raise Unauthorized("invalid email or password")
     return TokenReply(
         access_token=tokens.issue_token(user.user_id, user.email),

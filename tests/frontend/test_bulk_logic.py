@@ -5,10 +5,12 @@ tests/integration/test_frontend_cli.py runs the same command against the real lo
 
 from __future__ import annotations
 
+import _thread
 import csv
 import hashlib
 import json
 import threading
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -197,3 +199,25 @@ def test_the_feedback_manifest_has_the_label_to_train_on(tmp_path):
         ("uploads/u/p2", "tabby", "tiger cat", "stripes"),
         ("uploads/u/p3", "goldfish", "", "no idea"),
     ]
+
+
+def test_an_interrupted_run_keeps_what_was_uploaded_and_a_rerun_only_polls_it(folder, tmp_path):
+    class InterruptedApi(MemoryApi):
+        def wait_for(self, prediction_id, timeout=120):
+            _thread.interrupt_main()  # Ctrl-C while the results are awaited
+            time.sleep(0.5)
+            return Prediction(id=prediction_id, status="pending")
+
+    out = tmp_path / "results.csv"
+    first = InterruptedApi()
+    with pytest.raises(KeyboardInterrupt):
+        cli.classify(first, [folder], out, concurrency=3, progress=False)
+    kept = [r for r in cli.read_results(out) if r.sha256]
+    assert len(first.uploads) == 3
+    assert [r.status for r in kept] == ["pending"] * 3 and all(r.prediction_id for r in kept)
+
+    again = MemoryApi()
+    rows, summary = cli.classify(again, [folder], out, progress=False)
+    assert again.uploads == [] and sorted(again.polls) == sorted(r.prediction_id for r in kept)
+    assert {r.status for r in rows if r.sha256} == {"done"}
+    assert (summary.uploaded, summary.polled) == (0, 3)

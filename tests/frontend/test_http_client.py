@@ -277,3 +277,8 @@ def test_thumbnails_are_small_jpegs_kept_by_prediction_id(tmp_path):
     assert store.get("unknown") is None
     assert store.get("../../etc/passwd") is None
     assert make_thumbnail(b"not an image") is None
+
+
+def test_the_token_and_the_password_stay_out_of_repr():
+    client = ApiClient(token="secret-token", credentials=("a@b.c", "secret-password"))
+    assert "secret" not in repr(client)

@@ -129,12 +129,12 @@ def login_page() -> None:
     if not submitted:
         return
     if not email or not password:
-        st.error("Enter your email and your password.")
+        narrow.error("Enter your email and your password.")
         return
     try:
         api().login(email.strip(), password)
     except ApiError as exc:
-        st.error(f"Login failed: {md(exc.message)}")
+        narrow.error(f"Login failed: {md(exc.message)}")
         return
     st.session_state.user = email.strip().lower()
     st.rerun()

@@ -11,7 +11,7 @@ get one prediction, send feedback. Each classify is also recorded end to end as 
 Environment (all optional):
   LOAD_ACCOUNTS                 "email:password,..." accounts the users take in turn
                                 (default: the local cloud's demo user admin@example.com)
-  LOAD_WAIT_MIN / LOAD_WAIT_MAX think time between tasks in seconds (default 1 / 3)
+  LOAD_WAIT_MIN / LOAD_WAIT_MAX think time between tasks in seconds (default 0.5 / 1.5)
   LOAD_POLL_WAIT                seconds per long-poll request (default 20, the API's maximum)
   LOAD_RESULT_DEADLINE          seconds a classify may wait for its result (default 120)
   LOAD_MEASURE_SECONDS          when set: reset the stats once every user has logged in, then
@@ -43,8 +43,8 @@ ACCOUNTS = [
     for pair in os.environ.get("LOAD_ACCOUNTS", "admin@example.com:admin").split(",")
     if pair
 ]
-WAIT_MIN = float(os.environ.get("LOAD_WAIT_MIN", "1"))
-WAIT_MAX = float(os.environ.get("LOAD_WAIT_MAX", "3"))
+WAIT_MIN = float(os.environ.get("LOAD_WAIT_MIN", "0.5"))
+WAIT_MAX = float(os.environ.get("LOAD_WAIT_MAX", "1.5"))
 POLL_WAIT = int(os.environ.get("LOAD_POLL_WAIT", "20"))
 RESULT_DEADLINE = float(os.environ.get("LOAD_RESULT_DEADLINE", "120"))
 MEASURE_SECONDS = float(os.environ.get("LOAD_MEASURE_SECONDS", "0"))

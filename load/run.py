@@ -344,7 +344,9 @@ def run_locust(
     ledger_path = out_dir / "ledger.json"
     ledger_path.unlink(missing_ok=True)
     prefix = out_dir / "locust"
-    rate = spawn_rate or max(1.0, users / 5.0)
+    # Logins hash with Argon2 (~0.2 CPU-s each): at most 5 a second, so the login storm
+    # neither eats the whole machine nor waits out the gateway's 29 s for a sandbox.
+    rate = spawn_rate or min(5.0, max(1.0, users / 5.0))
     # A hard stop in case the logins never all finish: ramp-up, logins, the window.
     run_time = duration_s + int(users / rate) + 60 + users
     command = [
@@ -576,8 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}",
         "settings": {
             "duration_s": args.duration,
-            "wait_min": float(os.environ.get("LOAD_WAIT_MIN", "1")),
-            "wait_max": float(os.environ.get("LOAD_WAIT_MAX", "3")),
+            "wait_min": float(os.environ.get("LOAD_WAIT_MIN", "0.5")),
+            "wait_max": float(os.environ.get("LOAD_WAIT_MAX", "1.5")),
             "accounts": args.accounts,
             "batching": args.batching,
         },

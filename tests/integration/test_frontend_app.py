@@ -162,3 +162,13 @@ def test_an_expired_token_asks_to_log_in_again(app, local_cloud):
     assert not app.exception
     assert [w.value for w in app.warning] == ["Your session has expired. Please log in again."]
     assert [t.label for t in app.text_input] == ["Email", "Password"]
+
+
+def test_a_corrupt_image_fails_with_its_reason_beside_a_good_one(app):
+    log_in(app)
+    corrupt = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20
+    classify(app, ("good.png", png(7), "image/png"), ("corrupt.png", corrupt, "image/png"))
+    assert len(app.metric) == 1  # the good one
+    [message] = errors(app)
+    assert message.startswith("corrupt.png could not be classified: ")
+    assert len(message) > len("corrupt.png could not be classified: ")

@@ -27,21 +27,21 @@ from imgclf.labels import CLASS_NAMES  # noqa: E402
 
 from frontend.client import (  # noqa: E402
     IMAGE_EXTENSIONS,
-    IMAGE_TYPES,
     ApiClient,
     ApiError,
     Endpoints,
     Prediction,
     Unauthorized,
+    UploadLimits,
     detect_image_type,
     human_size,
-    upload_max_bytes,
 )
-from frontend.thumbnails import ThumbnailStore, make_thumbnail  # noqa: E402
+from frontend.thumbnails import make_thumbnail  # noqa: E402
 
 #: Two classes share a name ("crane", "maillot"); the API takes names, so list each once.
 LABEL_CHOICES = list(dict.fromkeys(CLASS_NAMES))
 HISTORY_PAGE_SIZE = 12
+HISTORY_IMAGE_WIDTH = 160
 UPLOAD_THREADS = 4
 RANDOM_WEIGHTS_BANNER = (
     "These results come from a model with **random weights** (`MODEL_WEIGHTS=random`): "
@@ -143,11 +143,25 @@ def login_page() -> None:
 # --------------------------------------------------------------------------- classify
 
 
+def upload_limits() -> UploadLimits | None:
+    """The API's upload limits (GET /health), read once per session; None if unavailable."""
+    if "upload_limits" not in st.session_state:
+        try:
+            st.session_state.upload_limits = api().upload_limits()
+        except ApiError as exc:
+            show_api_error(exc, "read the upload limits")
+            return None
+    return st.session_state.upload_limits
+
+
 def classify_page() -> None:
     """Pick images, preview them, classify them, show the results and take feedback."""
-    limit = upload_max_bytes()
     st.header("Classify images")
-    st.caption(f"JPEG, PNG or WebP, up to **{human_size(limit)}** each. Pick one or many.")
+    limits = upload_limits()
+    if limits is None:
+        return
+    limit = limits.max_bytes
+    st.caption(f"{limits.type_names()}, up to **{human_size(limit)}** each. Pick one or many.")
     generation = st.session_state.setdefault("uploader_generation", 0)
     files = st.file_uploader(
         "Images",
@@ -165,8 +179,8 @@ def classify_page() -> None:
         if len(data) > limit:
             size = human_size(len(data))
             st.error(f"{md(file.name)} is {size}, over the {human_size(limit)} limit.")
-        elif content_type not in IMAGE_TYPES:
-            st.error(f"{md(file.name)} is not a JPEG, PNG or WebP image.")
+        elif content_type not in limits.content_types:
+            st.error(f"{md(file.name)} is not a {limits.type_names()} image.")
         else:
             ready.append((file.name, data, content_type))
             # Previews are thumbnails made here: a corrupt file must not break the page.
@@ -192,16 +206,14 @@ def classify_page() -> None:
 
 def run_batch(files: list[tuple[str, bytes, str]]) -> list[BatchItem]:
     """Upload every file straight to S3, then long-poll each result, showing progress."""
-    client, store, timeout = api(), ThumbnailStore(), result_timeout()
+    client, timeout = api(), result_timeout()
     events: queue.Queue[tuple[int, str, BatchItem]] = queue.Queue()
 
     def work(index: int, name: str, data: bytes, content_type: str) -> None:
         item = BatchItem(name=name)
         try:
             prediction_id = client.upload_image(data, name, content_type)
-            item = replace(
-                item, prediction_id=prediction_id, thumbnail=store.put(prediction_id, data)
-            )
+            item = replace(item, prediction_id=prediction_id, thumbnail=make_thumbnail(data))
             events.put((index, "uploaded", item))
             item = replace(item, prediction=client.wait_for(prediction_id, timeout=timeout))
         except Unauthorized:
@@ -341,7 +353,7 @@ def feedback_form(prediction: Prediction) -> None:
 
 
 def history_page() -> None:
-    """The user's predictions, newest first, a page at a time, with thumbnails."""
+    """The user's predictions, newest first, a page at a time, with their images."""
     st.header("My history")
     cursors: list[str | None] = st.session_state.setdefault("history_cursors", [None])
     try:
@@ -353,13 +365,14 @@ def history_page() -> None:
         st.info("Nothing yet: classify an image first.")
     if any(p.random_weights for p in page.items):
         st.warning(RANDOM_WEIGHTS_BANNER)
-    store = ThumbnailStore()
     for prediction in page.items:
         with st.container(border=True):
             thumb, text = st.columns([1, 4])
-            image = store.get(prediction.id)
-            if image:
-                thumb.image(image)
+            # The browser loads the image from S3 through the API's short-lived signed URL,
+            # whoever uploaded it (this page, the bulk command, curl). Only a done prediction
+            # is known to be a readable image.
+            if prediction.status == "done" and prediction.image_url:
+                thumb.image(prediction.image_url, width=HISTORY_IMAGE_WIDTH)
             else:
                 thumb.caption("no preview")
             text.markdown(f"**{md(prediction.filename or prediction.id)}** - {prediction.status}")

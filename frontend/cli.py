@@ -40,17 +40,16 @@ from frontend.client import (
     ApiClient,
     ApiError,
     Endpoints,
-    Forbidden,
     Prediction,
     detect_image_type,
     human_size,
-    upload_max_bytes,
 )
 
 RESULT_COLUMNS = ("file", "sha256", "prediction_id", "status", "label", "score", "top5", "error")
 MANIFEST_COLUMNS = (
     "image_key",
     "prediction_id",
+    "filename",
     "predicted_label",
     "corrected_label",
     "correct",
@@ -216,8 +215,9 @@ def classify(
 
     Images whose SHA-256 is ``done`` in ``out`` already are not uploaded again; those left
     ``pending`` there are polled again by prediction id. Identical files are uploaded once.
+    Files over ``max_bytes`` (default: the API's limit, from GET /health) are skipped.
     """
-    max_bytes = upload_max_bytes() if max_bytes is None else max_bytes
+    max_bytes = client.upload_limits().max_bytes if max_bytes is None else max_bytes
     rows = [inspect_file(path, max_bytes) for path in iter_files(paths)]
     previous = {r.sha256: r for r in read_results(out) if r.sha256 and r.prediction_id}
     summary = Summary()
@@ -306,8 +306,10 @@ def _counts(rows: Iterable[ResultRow]) -> str:
 
 
 def export_feedback(client: ApiClient, out: Path) -> int:
-    """Write the caller's feedback as a labelled manifest for retraining; returns the count."""
-    entries = list(client.list_feedback())
+    """Write the caller's feedback as a labelled manifest for retraining, newest first;
+    returns the number of rows."""
+    # Feedback whose prediction is gone has no image left to train on.
+    entries = [entry for entry in client.list_feedback() if entry.object_key]
     write_rows(
         out,
         MANIFEST_COLUMNS,
@@ -315,6 +317,7 @@ def export_feedback(client: ApiClient, out: Path) -> int:
             {
                 "image_key": e.object_key,
                 "prediction_id": e.prediction_id,
+                "filename": e.filename,
                 "predicted_label": e.predicted_label,
                 "corrected_label": e.corrected_label,
                 "correct": e.correct,
@@ -400,12 +403,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             progress=not args.no_progress,
         )
-    except Forbidden as exc:
-        if args.command == "export-feedback":
-            print(f"error: the API has no GET /feedback route ({exc})", file=sys.stderr)
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 2
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """A small HTTP client for the imgclf API, shared by the Streamlit app and the bulk command.
 
-It speaks the public API only (see README "API"): log in, request an upload, POST the image
-straight to S3 with the pre-signed form, long-poll the prediction, list, send feedback.
+It speaks the public API only (see README "API"): read the upload limits, log in, request an
+upload, POST the image straight to S3 with the pre-signed form, long-poll the prediction,
+list, send feedback and list it back.
 Every non-2xx reply becomes a typed :class:`ApiError` carrying the API's JSON ``message``.
 """
 
@@ -20,8 +21,6 @@ import requests
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 #: The API answers ``?wait=N`` for N in 0..20 seconds.
 MAX_WAIT_SECONDS = 20
-#: Matches UPLOAD_MAX_BYTES's default in template.yaml; IMGCLF_UPLOAD_MAX_BYTES overrides it.
-DEFAULT_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 #: Seconds for a connection or a plain (non long-poll) call before giving up.
 REQUEST_TIMEOUT = 30
 
@@ -152,6 +151,8 @@ class Prediction:
     error: str | None = None
     model_name: str | None = None
     weights: str | None = None
+    #: A short-lived pre-signed GET of the uploaded image (signed for each reply).
+    image_url: str | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -184,6 +185,7 @@ class Prediction:
             error=body.get("error"),
             model_name=model.get("name"),
             weights=model.get("weights"),
+            image_url=body.get("image_url"),
         )
 
 
@@ -206,11 +208,26 @@ class UploadForm:
 
 
 @dataclass(frozen=True)
+class UploadLimits:
+    """What POST /uploads accepts, as GET /health tells it."""
+
+    max_bytes: int
+    content_types: tuple[str, ...]
+
+    def type_names(self) -> str:
+        """'JPEG, PNG or WebP': the accepted types, for people."""
+        names = [IMAGE_TYPES.get(t, t) for t in self.content_types]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+@dataclass(frozen=True)
 class FeedbackEntry:
-    """One feedback as GET /feedback lists it (the manifest's rows)."""
+    """One feedback as GET /feedback lists it (the manifest's rows); the prediction's fields
+    are None when that prediction is gone."""
 
     prediction_id: str
     object_key: str | None
+    filename: str | None
     predicted_label: str | None
     correct: bool
     label: str | None
@@ -252,13 +269,6 @@ class Endpoints:
         """The full URL of ``path`` served by ``function`` (auth, uploads, ...)."""
         base = getattr(self, f"{function}_url") or self.api_url
         return base.rstrip("/") + path
-
-
-def upload_max_bytes(environ: dict[str, str] | None = None) -> int:
-    """The upload limit to show and check before uploading (IMGCLF_UPLOAD_MAX_BYTES)."""
-    env = os.environ if environ is None else environ
-    value = env.get("IMGCLF_UPLOAD_MAX_BYTES")
-    return int(value) if value else DEFAULT_UPLOAD_MAX_BYTES
 
 
 def detect_image_type(data: bytes) -> str | None:
@@ -361,6 +371,14 @@ class ApiClient:
     def health(self) -> dict[str, Any]:
         """GET /health."""
         return self._call("GET", "predictions", "/health", auth=False)
+
+    def upload_limits(self) -> UploadLimits:
+        """The largest image and the types POST /uploads accepts (from GET /health)."""
+        upload = self.health()["upload"]
+        return UploadLimits(
+            max_bytes=int(upload["max_bytes"]),
+            content_types=tuple(str(t) for t in upload["content_types"]),
+        )
 
     def login(self, email: str, password: str) -> str:
         """POST /auth/login; keeps and returns the access token."""
@@ -467,7 +485,8 @@ class ApiClient:
         )
 
     def list_feedback(self, limit: int = 100) -> Iterator[FeedbackEntry]:
-        """GET /feedback, every page: the caller's feedback joined with its predictions."""
+        """GET /feedback, every page: the caller's feedback, newest first, joined with its
+        predictions."""
         cursor: str | None = None
         while True:
             params: dict[str, Any] = {"limit": limit}
@@ -478,6 +497,7 @@ class ApiClient:
                 yield FeedbackEntry(
                     prediction_id=str(item["prediction_id"]),
                     object_key=item.get("object_key"),
+                    filename=item.get("filename"),
                     predicted_label=item.get("predicted_label"),
                     correct=bool(item.get("correct")),
                     label=item.get("label"),

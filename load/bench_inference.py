@@ -1,24 +1,25 @@
 """Inference benchmark: the original pipeline vs the function's, on this machine, in one run.
 
-    .venv/bin/python -m load.bench_inference            # ~5 minutes on 2 cores
-    .venv/bin/python -m load.bench_inference --quick    # fewer rounds, no LiteRT / bf16
+    .venv/bin/python -m load.bench_inference            # ~10 minutes on 2 cores
+    .venv/bin/python -m load.bench_inference --quick    # fewer, shorter rounds; no bf16
 
 It prints, measured in the same run:
 - original: what the old model service did per request: ``load_img`` -> ``img_to_array`` ->
   ``preprocess_input`` -> ``model.predict`` on ONE image -> top-5;
-- function at batch 1, 8, 16, 32: the inference function's path from JPEG bytes to top-5
-  (``imgclf.images.load_many`` then ``Classifier.classify``: one forward pass per batch);
-- raw engine at the same batch sizes: the compiled graph alone on ready uint8 pixels;
-- cold start: a fresh interpreter's import + model build + first classification;
-- LiteRT (``model.export`` -> ``TFLiteConverter.from_saved_model``) and TensorFlow bf16
-  (Keras ``mixed_bfloat16``): throughput at batch 16 and the largest score difference
-  from fp32 TensorFlow; ``INFERENCE_ENGINE=litert`` is worth offering only if it is faster
-  AND within 1e-5.
+- function at batch 1, 8, 16, 32, for each INFERENCE_ENGINE (``tensorflow``: the compiled
+  graph; ``litert``: the same Keras model exported with ``model.export`` and converted with
+  ``TFLiteConverter.from_saved_model``): the inference function's path from JPEG bytes to
+  top-5 (``imgclf.images.load_many``, then ``Classifier.classify``: one pass per batch);
+- raw engine at the same batch sizes: the engine alone, on ready uint8 pixels;
+- cold start per engine: a fresh interpreter's import + model build + first classification;
+- the largest score difference of LiteRT and of TensorFlow bf16 (Keras ``mixed_bfloat16``)
+  from TensorFlow fp32, and whether each is faster: an engine is worth offering only if it
+  is faster AND within 1e-5.
 
 The CPU may be shared, so the configurations are measured in interleaved rounds and each
 figure is its best round: other work can only slow a measurement down, so the best round is
-the closest to what the machine can do (medians are saved too). Weights are random (same compute as
-ImageNet's; this machine cannot download them). Results also go to load/results/.
+the closest to what the machine can do (medians are saved too). Weights are random (the same
+compute as ImageNet's; this machine cannot download them). Figures also go to load/results/.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ started = time.perf_counter()
 import keras, tensorflow
 from imgclf import images, model
 imported = time.perf_counter()
-classifier = model.Classifier(weights="random")
+classifier = model.Classifier(weights="random", engine=sys.argv[2])
 built = time.perf_counter()
 data = open(sys.argv[1], "rb").read()
 classifier.classify(images.load_pixels(data)[None])
@@ -137,14 +138,14 @@ print(json.dumps({"import_s": imported - started, "build_s": built - imported,
 """
 
 
-def cold_start(photo: bytes) -> dict[str, float]:
+def cold_start(photo: bytes, engine: str) -> dict[str, float]:
     """Import + build + first classification in a fresh interpreter (as a new sandbox)."""
     with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
         f.write(photo)
         f.flush()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         out = subprocess.run(
-            [sys.executable, "-c", COLD_START, f.name],
+            [sys.executable, "-c", COLD_START, f.name, engine],
             capture_output=True,
             text=True,
             env=env,
@@ -152,28 +153,6 @@ def cold_start(photo: bytes) -> dict[str, float]:
             timeout=600,
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def litert_engine(keras_model: Any, batch: int) -> Callable[[np.ndarray], np.ndarray]:
-    """ResNet50 through LiteRT: SavedModel export, then the converter; preprocessing in numpy."""
-    import tensorflow as tf
-    from keras.applications.resnet50 import preprocess_input
-
-    with tempfile.TemporaryDirectory() as tmp:
-        keras_model.export(f"{tmp}/saved_model", format="tf_saved_model", verbose=False)
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(f"{tmp}/saved_model").convert()
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=model.cpu_count())
-    source = interpreter.get_input_details()[0]["index"]
-    sink = interpreter.get_output_details()[0]["index"]
-    interpreter.resize_tensor_input(source, [batch, 224, 224, 3])
-    interpreter.allocate_tensors()
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(source, preprocess_input(pixels.astype(np.float32)))
-        interpreter.invoke()
-        return interpreter.get_tensor(sink).copy()
-
-    return run
 
 
 def bf16_engine(keras_model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -203,27 +182,31 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def run(rounds: int, seconds: float, engines: bool) -> dict[str, Any]:
+def run(rounds: int, seconds: float, extras: bool) -> dict[str, Any]:
     """Measure everything; returns the figures (images/s: best round, and median)."""
     files = photos(64)
     report: dict[str, Any] = {
         "machine": {"cores": model.cpu_count(), "python": sys.version.split()[0]},
         "images": "64 JPEG photos, 480x640 to 1024x768, quality 90",
         "rounds": rounds,
+        "cold_start": {},
     }
-    print("cold start (fresh interpreter) ... ", end="", flush=True)
-    report["cold_start"] = cold_start(files[0])
-    print(f"{report['cold_start']['total_s']:.1f} s")
+    for engine in model.ENGINES:
+        print(f"cold start, {engine} (fresh interpreter) ... ", end="", flush=True)
+        report["cold_start"][engine] = cold_start(files[0], engine)
+        print(f"{report['cold_start'][engine]['total_s']:.1f} s")
 
-    classifier = model.Classifier(weights="random")
-    classifier.warm_up()
+    classifiers = {}
+    for engine in model.ENGINES:
+        classifiers[engine] = model.Classifier(weights="random", engine=engine)
+        classifiers[engine].warm_up()
+    keras_model = classifiers["tensorflow"].keras_model
     pixels = np.stack([d.pixels for d in images.load_many(files[: max(BATCH_SIZES)])])
-    steps: dict[str, Callable[[int], int]] = {
-        "original": original_step(classifier.keras_model, files)
-    }
+    steps: dict[str, Callable[[int], int]] = {"original": original_step(keras_model, files)}
     for batch in BATCH_SIZES:
-        steps[f"function@{batch}"] = function_step(classifier, files, batch)
-        steps[f"raw@{batch}"] = raw_step(classifier, pixels, batch)
+        for engine, classifier in classifiers.items():
+            steps[f"function/{engine}@{batch}"] = function_step(classifier, files, batch)
+            steps[f"raw/{engine}@{batch}"] = raw_step(classifier, pixels, batch)
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(rounds):
         for name, step in steps.items():
@@ -233,50 +216,28 @@ def run(rounds: int, seconds: float, engines: bool) -> dict[str, Any]:
         )
     report["images_per_second"] = {name: max(v) for name, v in samples.items()}
     report["median_images_per_second"] = {name: median(v) for name, v in samples.items()}
-    report["samples"] = samples
 
-    if engines:
-        report["engines"] = compare_engines(classifier, pixels[:TARGET_BATCH], rounds, seconds)
-    return report
-
-
-def compare_engines(
-    classifier: model.Classifier, pixels: np.ndarray, rounds: int, seconds: float
-) -> dict[str, Any]:
-    """LiteRT and bf16 at batch 16 against the TensorFlow fp32 graph, interleaved."""
-    reference = classifier.scores(pixels)
-    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "tensorflow": classifier.scores,
+    batch = pixels[:TARGET_BATCH]
+    reference = classifiers["tensorflow"].scores(batch)
+    diffs = {"litert": float(np.abs(classifiers["litert"].scores(batch) - reference).max())}
+    if extras:
+        bf16 = bf16_engine(keras_model)
+        diffs["bf16"] = float(np.abs(bf16(batch) - reference).max())
+        # Without CPU support for bf16 it is slow: one timed call per round is enough.
+        speeds = [throughput(lambda i: len(bf16(batch)), 0.0) for _ in range(rounds)]
+        report["images_per_second"][f"raw/bf16@{TARGET_BATCH}"] = max(speeds)
+    report["max_abs_diff_vs_tensorflow_fp32"] = diffs
+    ips = report["images_per_second"]
+    tf_speed = ips[f"raw/tensorflow@{TARGET_BATCH}"]
+    report["verdicts"] = {
+        name: {
+            "faster": ips[f"raw/{name}@{TARGET_BATCH}"] > tf_speed,
+            "exact": diff <= EXACT,
+            "offer": ips[f"raw/{name}@{TARGET_BATCH}"] > tf_speed and diff <= EXACT,
+        }
+        for name, diff in diffs.items()
     }
-    print("LiteRT: exporting and converting ... ", end="", flush=True)
-    started = time.perf_counter()
-    engines["litert"] = litert_engine(classifier.keras_model, len(pixels))
-    print(f"{time.perf_counter() - started:.0f} s")
-    engines["bf16"] = bf16_engine(classifier.keras_model)
-    figures: dict[str, Any] = {}
-    speeds: dict[str, list[float]] = {name: [] for name in engines}
-    for name, engine in engines.items():
-        diff = float(np.abs(engine(pixels) - reference).max())
-        figures[name] = {"max_abs_diff_vs_fp32": diff}
-    for r in range(rounds):
-        for name, engine in engines.items():
-            # bf16 without CPU support for it is slow: one timed call per round is enough.
-            limit = 0.0 if name == "bf16" else seconds
-            speeds[name].append(throughput(lambda i, e=engine: len(e(pixels)) or 0, limit))
-        print(
-            f"engines round {r + 1}/{rounds}: "
-            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in speeds.items())
-        )
-    for name in engines:
-        figures[name]["images_per_second"] = max(speeds[name])
-        figures[name]["median_images_per_second"] = median(speeds[name])
-    tf_speed = figures["tensorflow"]["images_per_second"]
-    for name in ("litert", "bf16"):
-        f = figures[name]
-        f["faster"] = f["images_per_second"] > tf_speed
-        f["exact"] = f["max_abs_diff_vs_fp32"] <= EXACT
-        f["offer"] = f["faster"] and f["exact"]
-    return figures
+    return report
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -287,52 +248,54 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"machine: {report['machine']['cores']} cores; {report['images']}; weights: random")
     print(f"best of {report['rounds']} interleaved rounds (medians in the saved JSON)")
     print()
-    print(f"{'pipeline':<24}{'images/s':>10}{'ms/image':>10}{'x original':>12}{'% of raw':>10}")
-    print(f"{'original (predict x1)':<24}{original:>10.2f}{1000 / original:>10.1f}{1.0:>12.2f}")
-    for batch in BATCH_SIZES:
-        fn, raw = ips[f"function@{batch}"], ips[f"raw@{batch}"]
+    header = f"{'pipeline':<30}{'images/s':>10}{'ms/image':>10}{'x original':>12}{'% of raw':>10}"
+    print(header)
+    print(
+        f"{'original (predict, 1 image)':<30}{original:>10.2f}{1000 / original:>10.1f}{1.0:>12.2f}"
+    )
+    for engine in model.ENGINES:
+        for batch in BATCH_SIZES:
+            fn, raw = ips[f"function/{engine}@{batch}"], ips[f"raw/{engine}@{batch}"]
+            label = f"function {engine}, batch {batch}"
+            print(
+                f"{label:<30}{fn:>10.2f}{1000 / fn:>10.1f}{fn / original:>12.2f}"
+                f"{100 * fn / raw:>9.0f}%"
+            )
+        for batch in BATCH_SIZES:
+            raw = ips[f"raw/{engine}@{batch}"]
+            label = f"raw {engine}, batch {batch}"
+            print(f"{label:<30}{raw:>10.2f}{1000 / raw:>10.1f}{raw / original:>12.2f}")
+    print()
+    for engine, cold in report["cold_start"].items():
         print(
-            f"{f'function, batch {batch}':<24}{fn:>10.2f}{1000 / fn:>10.1f}"
-            f"{fn / original:>12.2f}{100 * fn / raw:>9.0f}%"
+            f"cold start, {engine}: {cold['total_s']:.1f} s = import {cold['import_s']:.1f} s"
+            f" + model build {cold['build_s']:.1f} s + first call {cold['first_call_s']:.1f} s"
         )
-    for batch in BATCH_SIZES:
-        raw = ips[f"raw@{batch}"]
-        label = f"raw engine, batch {batch}"
-        print(f"{label:<24}{raw:>10.2f}{1000 / raw:>10.1f}{raw / original:>12.2f}")
-    cold = report["cold_start"]
     print()
-    print(
-        f"cold start: {cold['total_s']:.1f} s = import {cold['import_s']:.1f} s"
-        f" + model build {cold['build_s']:.1f} s + first call {cold['first_call_s']:.1f} s"
-    )
-    if "engines" in report:
-        print()
-        print(f"{'engine (batch 16)':<24}{'images/s':>10}{'max |diff|':>12}  verdict")
-        for name, f in report["engines"].items():
-            verdict = ""
-            if name != "tensorflow":
-                verdict = (
-                    "offer"
-                    if f["offer"]
-                    else (
-                        "not offered: "
-                        + ("slower" if not f["faster"] else "")
-                        + (" and " if not f["faster"] and not f["exact"] else "")
-                        + ("not within 1e-5" if not f["exact"] else "")
-                    )
-                )
-            speed, diff = f["images_per_second"], f["max_abs_diff_vs_fp32"]
-            print(f"{name:<24}{speed:>10.2f}{diff:>12.1e}  {verdict}")
-    fn, raw = ips[f"function@{TARGET_BATCH}"], ips[f"raw@{TARGET_BATCH}"]
+    print(f"{'engine vs tensorflow fp32':<30}{'images/s':>10}{'max |diff|':>12}  verdict")
+    for name, diff in report["max_abs_diff_vs_tensorflow_fp32"].items():
+        verdict = report["verdicts"][name]
+        reasons = [
+            w
+            for w, ok in (("slower", verdict["faster"]), ("not within 1e-5", verdict["exact"]))
+            if not ok
+        ]
+        text = (
+            "offer: faster and exact"
+            if verdict["offer"]
+            else "not offered: " + " and ".join(reasons)
+        )
+        speed = ips[f"raw/{name}@{TARGET_BATCH}"]
+        print(f"{f'{name}, batch {TARGET_BATCH}':<30}{speed:>10.2f}{diff:>12.1e}  {text}")
     print()
-    print(
-        f"target: function at batch {TARGET_BATCH} >= 3x original: {fn / original:.2f}x "
-        f"{'MET' if fn >= 3 * original else 'NOT MET'}"
-    )
-    print(
-        f"target: function at batch {TARGET_BATCH} >= 90% of raw engine: {100 * fn / raw:.0f}% "
-        f"{'MET' if fn >= 0.9 * raw else 'NOT MET'}"
-    )
+    for engine in model.ENGINES:
+        fn = ips[f"function/{engine}@{TARGET_BATCH}"]
+        raw = ips[f"raw/{engine}@{TARGET_BATCH}"]
+        print(
+            f"target ({engine}): batch {TARGET_BATCH} >= 3x original: {fn / original:.2f}x "
+            f"{'MET' if fn >= 3 * original else 'NOT MET'}; >= 90% of raw engine: "
+            f"{100 * fn / raw:.0f}% {'MET' if fn >= 0.9 * raw else 'NOT MET'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,13 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, no LiteRT/bf16")
-    parser.add_argument("--no-engines", action="store_true", help="skip LiteRT and bf16")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, no bf16")
+    parser.add_argument("--no-bf16", action="store_true", help="skip bf16")
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to save the figures")
     args = parser.parse_args(argv)
     rounds, seconds = (2, 2.0) if args.quick else (max(1, args.rounds), max(0.5, args.seconds))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    report = run(rounds, seconds, engines=not (args.quick or args.no_engines))
+    report = run(rounds, seconds, extras=not (args.quick or args.no_bf16))
     print_report(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))

@@ -211,6 +211,41 @@ def _endpoint_table(summary: dict, sandboxes: int) -> list[str]:
     return lines
 
 
+CPU_COLUMNS = (
+    ("InferenceFunction", "inference"),
+    ("PredictionsFunction", "predictions"),
+    ("UploadsFunction", "uploads"),
+    ("FeedbackFunction", "feedback"),
+    ("AuthFunction", "auth (logins)"),
+    ("gateway + SQS poller", "gateway + poller"),
+    ("moto (S3, SQS, DynamoDB)", "moto"),
+    ("redis", "redis"),
+    ("locust", "locust"),
+)
+
+
+def _cpu_table(summary: dict) -> list[str]:
+    """CPU per upload by component, and how much of the machine others used meanwhile."""
+    rows = [s for s in summary["scenarios"] if s.get("cpu_s") and s["uploads"]]
+    if not rows:
+        return []
+    header = " | ".join(label for _, label in CPU_COLUMNS)
+    lines = [
+        f"| sandboxes | users | {header} | ours, total | cores: ours / others |",
+        "|---:|---:|" + "---:|" * len(CPU_COLUMNS) + "---:|---|",
+    ]
+    for s in sorted(rows, key=lambda r: (r["sandboxes"], r["users"])):
+        cpu, uploads, wall = s["cpu_s"], s["uploads"], s["wall_s"]
+        ours = sum(cpu.get(key, 0.0) for key, _ in CPU_COLUMNS)
+        others = max(0.0, cpu.get("machine (all processes)", ours) - ours)
+        cells = " | ".join(f"{1000 * cpu.get(key, 0.0) / uploads:,.0f}" for key, _ in CPU_COLUMNS)
+        lines.append(
+            f"| {s['sandboxes']} | {s['users']} | {cells} | {1000 * ours / uploads:,.0f} "
+            f"| {ours / wall:.2f} / {others / wall:.2f} |"
+        )
+    return lines
+
+
 def _comparison_table(summary: dict) -> list[str]:
     rps = [s["aggregated"]["rps"] for s in summary["scenarios"] if s["users"] >= 10]
     one = min(_sandbox_counts(summary))
@@ -424,6 +459,15 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "how many inference sandboxes the event source mapping actually used.",
         "",
         *_summary_table(summary),
+        "",
+        "## Where the time goes",
+        "",
+        "CPU milliseconds per uploaded image, by component, over each Locust run (ramp-up "
+        "and logins included; Argon2 makes a login cost about 0.2 CPU-s). The last column "
+        "is the average number of cores our processes used, and the cores every other "
+        "process on the machine used meanwhile (other engineers' builds and tests share it).",
+        "",
+        *_cpu_table(summary),
         "",
         "## Side by side with the original",
         "",

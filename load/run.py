@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from load import report
@@ -186,6 +188,33 @@ def add_accounts(cloud: Any, count: int) -> list[tuple[str, str]]:
     return accounts
 
 
+def _process_cpu(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0  # a sandbox replaced meanwhile: its CPU is not counted
+    return times.user + times.system
+
+
+def component_cpu(cloud: Any) -> dict[str, float]:
+    """CPU seconds used so far by each piece of the local cloud, by Locust (this process's
+    finished children) and by the whole machine (everyone's processes)."""
+    me = psutil.Process().cpu_times()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine = psutil.cpu_times()
+    out = {
+        # The gateway's request threads and the SQS pollers run in this process.
+        "gateway + SQS poller": me.user + me.system,
+        "moto (S3, SQS, DynamoDB)": _process_cpu(cloud.moto.process.pid) if cloud.moto else 0.0,
+        "redis": _process_cpu(cloud.redis.process.pid) if cloud.redis else 0.0,
+        "locust": children.ru_utime + children.ru_stime,
+        "machine (all processes)": sum(machine) - machine.idle - getattr(machine, "iowait", 0),
+    }
+    for name, pool in cloud.pools.items():
+        out[name] = sum(_process_cpu(w["pid"]) for w in pool.workers())
+    return out
+
+
 def cloud_counters(cloud: Any) -> dict:
     """Inference batches and invocations per sandbox so far (to diff around a scenario)."""
     workers = cloud.pools["InferenceFunction"].workers()
@@ -276,50 +305,46 @@ def classify_once(api_url: str, token: str, image, timeout_s: float = 300.0) -> 
     return wait_for_result(api_url, token, grant["prediction_id"], timeout_s)
 
 
-def warm_up(api_url: str, inference_sandboxes: int, predictions_sandboxes: int) -> None:
-    """Start the sandboxes a scenario needs before it is measured.
+def start_sandboxes(cloud: Any, counts: dict[str, int], timeout_s: float = 600.0) -> None:
+    """Have `counts[function]` sandboxes of each function started and initialised, so no
+    scenario measures a cold start (a pool kept warm starts its workers in the background)."""
+    for name, count in counts.items():
+        pool = cloud.pools[name]
+        pool.keep_warm = min(count, pool.concurrency)
+        pool.warm()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = {
+            name: sum(1 for w in cloud.pools[name].workers() if w["init_ms"] is not None)
+            for name in counts
+        }
+        if all(ready[name] >= min(n, cloud.pools[name].concurrency) for name, n in counts.items()):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"sandboxes not ready after {timeout_s:.0f} s: {ready}")
 
-    Two classifies per inference sandbox at once (model built, graph traced), and
-    `predictions_sandboxes` long-polls at once on a prediction that is never uploaded, so
-    that many predictions sandboxes exist and their cold starts fall outside the scenario.
-    """
-    token = login(api_url)
+
+def warm_up(cloud: Any, inference_sandboxes: int, users: int) -> None:
+    """Start every sandbox a scenario needs, then classify two images per inference sandbox
+    through the API, so the scenario measures neither a cold start nor a first trace."""
+    start_sandboxes(
+        cloud,
+        {
+            "AuthFunction": 4,
+            "UploadsFunction": 4,
+            "FeedbackFunction": 4,
+            # Each user holds at most one request, a long-poll included.
+            "PredictionsFunction": max(4, users),
+            "InferenceFunction": inference_sandboxes,
+        },
+    )
+    token = login(cloud.api_url)
     images = generate_images()[: inference_sandboxes * 2]
     with concurrent.futures.ThreadPoolExecutor(len(images)) as pool:
-        finals = list(pool.map(lambda image: classify_once(api_url, token, image), images))
+        finals = list(pool.map(lambda image: classify_once(cloud.api_url, token, image), images))
     bad = [p for p in finals if p["status"] != "done"]
     if bad:
         raise RuntimeError(f"warm-up classify did not finish: {bad}")
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def touch_http_functions(_: int) -> None:
-        # Each HTTP function's pool starts up to 4 sandboxes: start them now, not under load.
-        login(api_url)
-        request_upload(api_url, token, images[0], images[0].data)
-        requests.get(f"{api_url}/predictions", headers=headers, timeout=60).raise_for_status()
-        requests.post(
-            f"{api_url}/predictions/{finals[0]['id']}/feedback",
-            json={"correct": True},
-            headers=headers,
-            timeout=60,
-        ).raise_for_status()
-
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(touch_http_functions, range(4)))
-    abandoned = request_upload(api_url, token, images[0], images[0].data)["prediction_id"]
-
-    def hold(_: int) -> int:
-        return requests.get(
-            f"{api_url}/predictions/{abandoned}",
-            params={"wait": 2},
-            headers=headers,
-            timeout=600,
-        ).status_code
-
-    with concurrent.futures.ThreadPoolExecutor(predictions_sandboxes) as pool:
-        codes = list(pool.map(hold, range(predictions_sandboxes)))
-    if any(code != 200 for code in codes):
-        raise RuntimeError(f"warm-up long-polls answered {sorted(set(codes))}")
 
 
 # ---- Locust ---------------------------------------------------------------------------------
@@ -490,9 +515,10 @@ def run_scenario(
     accounts: list[tuple[str, str]],
 ) -> dict:
     """Warm up, one Locust run, the nothing-lost check: the scenario's summary row."""
-    warm_up(cloud.api_url, sandboxes, users)
+    warm_up(cloud, sandboxes, users)
     before = cloud_counters(cloud)
     load_before = os.getloadavg()[0]
+    cpu_before = component_cpu(cloud)
     started = time.monotonic()
     result = run_locust(
         cloud.api_url,
@@ -501,8 +527,11 @@ def run_scenario(
         out_dir,
         extra_env={"LOAD_ACCOUNTS": ",".join(f"{e}:{p}" for e, p in accounts)},
     )
+    wall = time.monotonic() - started
+    cpu_after = component_cpu(cloud)
     counts = drain(cloud.api_url, result["ledger"])
     after = cloud_counters(cloud)
+    cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
     stats = result["stats"]
     aggregated = stats.pop("Aggregated")
     ledger = result["ledger"]
@@ -516,7 +545,9 @@ def run_scenario(
         "users": users,
         "sandboxes": sandboxes,
         "duration_s": duration_s,
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": round(wall, 1),
+        # CPU seconds per component over the Locust run (ramp-up and logins included).
+        "cpu_s": cpu,
         "aggregated": aggregated,
         "endpoints": stats,
         "errors": result["errors"],
@@ -599,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = RESULTS_DIR / f"cloud-{sandboxes}"
         started = time.monotonic()
         with start_local_cloud(
-            sandboxes, state_dir, predictions_concurrency=max(users), template=template
+            sandboxes, state_dir, predictions_concurrency=max(4, *users), template=template
         ) as cloud:
             accounts = add_accounts(cloud, args.accounts)
             print(

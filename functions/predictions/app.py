@@ -1,10 +1,11 @@
-"""GET /predictions, GET /predictions/{id} (?wait=N long-polls), GET /health."""
+"""GET /predictions, GET /predictions/{id} (?wait=N long-polls), GET /health (with the
+upload limits)."""
 
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from imgclf import api, cache, predictions
+from imgclf import api, health, predictions
 from imgclf.errors import BadRequest, NotFound, Unauthorized
 
 router = Router()
@@ -44,9 +45,10 @@ def get_prediction(
 
 
 @router.get("/health", summary="Health", tags=["health"])
-def health() -> dict[str, str]:
-    """Liveness, and whether the Redis cache answers (the API works without it)."""
-    return {"status": "ok", "cache": "up" if cache.ping() else "down"}
+def get_health() -> health.Health:
+    """Liveness, whether the Redis cache answers (the API works without it), and the
+    upload limits (largest size, accepted types) for clients to show and check."""
+    return health.check_health()
 
 
 app, lambda_handler = api.build(router, title="imgclf predictions")

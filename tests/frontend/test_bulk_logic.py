@@ -19,24 +19,30 @@ from PIL import Image
 
 from frontend import cli
 from frontend.client import (
+    IMAGE_TYPES,
     ApiClient,
     Endpoints,
     FeedbackEntry,
     NotFound,
     Prediction,
     TopClass,
+    UploadLimits,
 )
 
 
 class MemoryApi(ApiClient):
     """ApiClient whose upload and wait happen in memory, counting what was sent."""
 
-    def __init__(self, finish: str = "done"):
+    def __init__(self, finish: str = "done", max_bytes: int = 10 * 1024 * 1024):
         super().__init__(endpoints=Endpoints(api_url="http://127.0.0.1:9"), token="t")
         self.finish = finish
+        self.max_bytes = max_bytes
         self.uploads: list[str] = []
         self.polls: list[str] = []
         self._lock = threading.Lock()
+
+    def upload_limits(self):
+        return UploadLimits(max_bytes=self.max_bytes, content_types=tuple(IMAGE_TYPES))
 
     def upload_image(self, data, filename, content_type=None):
         with self._lock:
@@ -162,6 +168,14 @@ def test_oversize_images_are_skipped_with_the_limit(tmp_path):
     assert rows[0].status == "skipped" and "over the upload limit of 10 bytes" in rows[0].error
 
 
+def test_the_size_limit_comes_from_the_api(tmp_path):
+    image = _image(tmp_path / "big.png", (1, 2, 3))
+    api = MemoryApi(max_bytes=12)
+    rows, _ = cli.classify(api, [image], tmp_path / "out.csv", progress=False)
+    assert rows[0].status == "skipped" and "over the upload limit of 12 bytes" in rows[0].error
+    assert api.uploads == []
+
+
 def test_an_api_error_lands_in_the_row(tmp_path):
     image = _image(tmp_path / "x.png", (1, 2, 3))
     out = tmp_path / "out.csv"
@@ -184,20 +198,27 @@ def test_the_output_must_be_csv_or_jsonl(tmp_path):
 def test_the_feedback_manifest_has_the_label_to_train_on(tmp_path):
     class FeedbackApi(MemoryApi):
         def list_feedback(self, limit=100):
-            yield FeedbackEntry("p1", "uploads/u/p1", "tabby", True, None, None, "t1")
-            yield FeedbackEntry("p2", "uploads/u/p2", "tabby", False, "tiger cat", "stripes", "t2")
-            yield FeedbackEntry("p3", "uploads/u/p3", "goldfish", False, None, "no idea", "t3")
+            yield FeedbackEntry("p1", "uploads/u/p1", "a.jpg", "tabby", True, None, None, "t1")
+            yield FeedbackEntry(
+                "p2", "uploads/u/p2", "b.jpg", "tabby", False, "tiger cat", "stripes", "t2"
+            )
+            yield FeedbackEntry(
+                "p3", "uploads/u/p3", "c.jpg", "goldfish", False, None, "no idea", "t3"
+            )
+            # Its prediction is gone: no image to train on.
+            yield FeedbackEntry("p4", None, None, None, True, None, None, "t4")
 
     out = tmp_path / "manifest.csv"
     assert cli.export_feedback(FeedbackApi(), out) == 3
     with out.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [
-        (r["image_key"], r["predicted_label"], r["corrected_label"], r["comment"]) for r in rows
+        (r["image_key"], r["filename"], r["predicted_label"], r["corrected_label"], r["comment"])
+        for r in rows
     ] == [
-        ("uploads/u/p1", "tabby", "tabby", ""),
-        ("uploads/u/p2", "tabby", "tiger cat", "stripes"),
-        ("uploads/u/p3", "goldfish", "", "no idea"),
+        ("uploads/u/p1", "a.jpg", "tabby", "tabby", ""),
+        ("uploads/u/p2", "b.jpg", "tabby", "tiger cat", "stripes"),
+        ("uploads/u/p3", "c.jpg", "goldfish", "", "no idea"),
     ]
 
 

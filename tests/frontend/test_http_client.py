@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from frontend.client import (
+    IMAGE_TYPES,
     ApiClient,
     ApiError,
     BadRequest,
@@ -29,13 +30,13 @@ from frontend.client import (
     Unauthorized,
     Unreachable,
     UploadForm,
+    UploadLimits,
     UploadRejected,
     detect_image_type,
     error_from_response,
     human_size,
-    upload_max_bytes,
 )
-from frontend.thumbnails import ThumbnailStore, make_thumbnail
+from frontend.thumbnails import make_thumbnail
 
 
 def _response(
@@ -107,9 +108,7 @@ def test_human_size():
     assert human_size(10 * 1024 * 1024) == "10.0 MiB"
 
 
-def test_the_upload_limit_and_the_urls_come_from_the_environment():
-    assert upload_max_bytes({}) == 10 * 1024 * 1024
-    assert upload_max_bytes({"IMGCLF_UPLOAD_MAX_BYTES": "2048"}) == 2048
+def test_the_urls_come_from_the_environment():
     assert Endpoints.from_env({}).url("auth", "/auth/login") == "http://127.0.0.1:3000/auth/login"
     endpoints = Endpoints.from_env(
         {"IMGCLF_API_URL": "https://x.example/Prod/", "IMGCLF_FEEDBACK_URL": "https://fb.example"}
@@ -135,8 +134,10 @@ def test_the_prediction_view_is_read_with_its_result_and_model():
             },
             "error": None,
             "model": {"name": "resnet50", "weights": "random"},
+            "image_url": "http://127.0.0.1:4566/bucket/uploads/u/abc?X-Amz-Signature=s",
         }
     )
+    assert prediction.image_url.endswith("/uploads/u/abc?X-Amz-Signature=s")
     assert prediction.finished and prediction.random_weights
     assert (prediction.label, prediction.score, prediction.top5[0].class_id) == (
         "tabby",
@@ -186,10 +187,27 @@ class _FakeApi(BaseHTTPRequestHandler):
         return self._reply(403, {"message": "Missing Authentication Token"})
 
     def do_GET(self):
+        if self.path == "/health":
+            upload = {"max_bytes": 2048, "content_types": ["image/png", "image/webp"]}
+            return self._reply(200, {"status": "ok", "cache": "up", "upload": upload})
         if self.headers.get("Authorization") != f"Bearer {self.current_token}":
             return self._reply(401, {"message": "token expired", "error": "unauthorized"})
         if self.path.startswith("/predictions/p1"):
             return self._reply(200, {"id": "p1", "status": "done"})
+        if self.path.startswith("/feedback?"):
+            # Two pages: the client follows next_cursor until there is none.
+            second = "cursor=c2" in self.path
+            item = {
+                "prediction_id": "p2" if second else "p1",
+                "object_key": "uploads/u/p2" if second else "uploads/u/p1",
+                "filename": "b.png" if second else "a.png",
+                "predicted_label": "tabby",
+                "correct": second,
+                "label": None if second else "tiger_cat",
+                "comment": None,
+                "created_at": "t",
+            }
+            return self._reply(200, {"items": [item], "next_cursor": None if second else "c2"})
         return self._reply(502, b"Internal server error", "text/plain")
 
 
@@ -212,6 +230,23 @@ def test_with_credentials_an_expired_token_is_renewed_once(fake_api):
     _FakeApi.tokens_issued = 5
     assert client.get_prediction("p1").status == "done"
     assert client.token == "token-6"
+
+
+def test_the_upload_limits_come_from_the_apis_health(fake_api):
+    limits = ApiClient(endpoints=Endpoints(api_url=fake_api)).upload_limits()  # no login
+    assert limits == UploadLimits(max_bytes=2048, content_types=("image/png", "image/webp"))
+    assert limits.type_names() == "PNG or WebP"
+    assert UploadLimits(1, tuple(IMAGE_TYPES)).type_names() == "JPEG, PNG or WebP"
+
+
+def test_list_feedback_follows_the_cursor_through_every_page(fake_api):
+    _FakeApi.current_token = "t"
+    client = ApiClient(endpoints=Endpoints(api_url=fake_api), token="t")
+    entries = list(client.list_feedback(limit=1))
+    assert [(e.prediction_id, e.filename, e.corrected_label) for e in entries] == [
+        ("p1", "a.png", "tiger_cat"),
+        ("p2", "b.png", "tabby"),
+    ]
 
 
 def test_without_credentials_an_expired_token_is_unauthorized(fake_api):
@@ -262,20 +297,16 @@ def test_non_images_are_refused_before_any_request():
 # --------------------------------------------------------------------------- thumbnails
 
 
-def test_thumbnails_are_small_jpegs_kept_by_prediction_id(tmp_path):
+def test_thumbnails_are_small_jpegs():
     from io import BytesIO
 
     from PIL import Image
 
     big = BytesIO()
     Image.new("RGB", (1200, 800), (200, 10, 10)).save(big, format="PNG")
-    store = ThumbnailStore(tmp_path)
-    thumb = store.put("0123abcd", big.getvalue())
+    thumb = make_thumbnail(big.getvalue())
     assert thumb is not None and thumb[:3] == b"\xff\xd8\xff"
     assert Image.open(BytesIO(thumb)).size == (160, 107)
-    assert store.get("0123abcd") == thumb
-    assert store.get("unknown") is None
-    assert store.get("../../etc/passwd") is None
     assert make_thumbnail(b"not an image") is None
 
 

@@ -13,12 +13,14 @@ import re
 import time
 from pathlib import Path
 
-import boto3
 import jwt
 import pytest
+import requests
 from imgclf.labels import CLASS_NAMES
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from frontend.client import UploadLimits
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +40,9 @@ def png(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
 
 
 @pytest.fixture
-def app(local_cloud, monkeypatch, tmp_path) -> AppTest:
+def app(local_cloud, monkeypatch) -> AppTest:
     """The app, pointed at the local cloud, on its login page."""
     monkeypatch.setenv("IMGCLF_API_URL", local_cloud.api_url)
-    monkeypatch.setenv("IMGCLF_THUMBNAIL_DIR", str(tmp_path / "thumbnails"))
     monkeypatch.setenv("IMGCLF_RESULT_TIMEOUT", str(TIMEOUT))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT + 30)
     at.run()
@@ -86,8 +87,11 @@ def test_log_in_and_out(app):
     assert errors(app) == []
     assert plain(app.sidebar.markdown[0].value) == "Signed in as **admin@example.com**"
     assert app.header[0].value == "Classify images"
-    # The limit is shown before any upload.
-    assert any("up to **10.0 MiB** each" in c.value for c in app.caption)
+    # The API's limit (GET /health) is shown before any upload.
+    assert any(
+        plain(c.value).startswith("JPEG, PNG or WebP, up to **10.0 MiB** each")
+        for c in app.caption
+    )
     app.sidebar.button(key="logout").click().run()
     assert [t.label for t in app.text_input] == ["Email", "Password"]
 
@@ -112,17 +116,16 @@ def test_upload_shows_the_result_and_feedback_is_stored(app, local_cloud):
     assert errors(app) == []
     assert [s.value for s in app.success] == ["Thanks: feedback saved (wrong, should be tabby)."]
 
-    # The API kept it (the API has no route to read feedback back yet: read the table).
-    env = local_cloud.env
-    table = boto3.resource(
-        "dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"]
-    ).Table(env["FEEDBACK_TABLE"])
-    items = table.query(
-        KeyConditionExpression=boto3.dynamodb.conditions.Key("prediction_id").eq(prediction_id)
-    )["Items"]
-    assert [(i["correct"], i["label"], i["comment"]) for i in items] == [
-        (False, "tabby", "it is my cat")
-    ]
+    # The API kept it: GET /feedback lists it first.
+    client = app.session_state["client"]
+    latest = next(client.list_feedback(limit=1))
+    assert (latest.prediction_id, latest.correct, latest.label, latest.comment) == (
+        prediction_id,
+        False,
+        "tabby",
+        "it is my cat",
+    )
+    assert latest.predicted_label == metric.value
 
 
 def test_many_images_and_the_history_with_thumbnails(app):
@@ -136,15 +139,29 @@ def test_many_images_and_the_history_with_thumbnails(app):
     shown = " ".join(plain(m.value) for m in app.markdown)
     for name, _, _ in files:
         assert f"**{name}** - done" in shown
-    # Thumbnails for the three just uploaded (the newest first on the first page).
-    assert len(app.get("image")) >= 3
+    # The images come from S3 through the API's signed URLs (the newest first).
+    urls = [image.value[0] for image in app.image]
+    assert len(urls) >= 3
+    for url in urls[:3]:
+        assert "X-Amz-Signature=" in url
+    by_name = {name: data for name, data, _ in files}
+    downloaded = {requests.get(url, timeout=30).content for url in urls[:3]}
+    assert downloaded == set(by_name.values())
 
 
-def test_an_api_error_is_shown_with_its_message(app, monkeypatch):
-    # This front end is configured with a larger limit than the API's 10 MiB: the API
-    # itself must refuse the upload, and the page must say why.
-    monkeypatch.setenv("IMGCLF_UPLOAD_MAX_BYTES", str(64 * 1024 * 1024))
+def test_an_image_over_the_apis_limit_is_refused_before_upload(app):
     log_in(app)
+    big = b"\x89PNG\r\n\x1a\n" + os.urandom(11 * 1024 * 1024)
+    app.file_uploader[0].set_value([("huge.png", big, "image/png")]).run()
+    assert errors(app) == ["huge.png is 11.0 MiB, over the 10.0 MiB limit."]
+    assert [b.key for b in app.button if b.key == "classify"] == []  # nothing to send
+
+
+def test_an_api_error_is_shown_with_its_message(app):
+    log_in(app)
+    # The page read the limits when the session began; say the API lowered its limit since
+    # (a redeploy): the API itself must refuse the upload, and the page must say why.
+    app.session_state["upload_limits"] = UploadLimits(64 * 1024 * 1024, ("image/png",))
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(11 * 1024 * 1024)
     classify(app, ("huge.png", big, "image/png"))
     [message] = errors(app)

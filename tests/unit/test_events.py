@@ -30,6 +30,7 @@ HTTP_EVENTS = {
     "get-prediction-function-url.json": 200,
     "list-predictions.json": 200,
     "feedback.json": 201,
+    "list-feedback.json": 200,
     "health.json": 200,
 }
 # Events for the inference function (its own tests invoke it with them).

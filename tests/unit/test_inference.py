@@ -458,8 +458,10 @@ def test_dockerfile_matches_the_template_and_the_code(template: dict[str, Any]) 
     assert f"COPY functions/inference/{module_name}.py ${{LAMBDA_TASK_ROOT}}/" in text
     assert f"def {function}(" in (FUNCTION_DIR / f"{module_name}.py").read_text()
     assert "COPY layers/common/python/imgclf ${LAMBDA_TASK_ROOT}/imgclf" in text
-    # Weights are baked in at build time.
+    # Weights, and their LiteRT conversion, are baked in at build time.
     assert "ResNet50(weights='imagenet')" in text
+    assert "model.Classifier(weights='imagenet', engine='litert')" in text
+    assert "ENV KERAS_HOME=" in text
 
 
 def test_requirements_cover_what_the_inference_code_imports() -> None:

@@ -25,9 +25,19 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="session")
-def classifier() -> model.Classifier:
-    """The process's classifier (built once per test session: ResNet50 is slow here)."""
-    return model.get_classifier()
+def reference() -> keras.Model:
+    """The Keras ResNet50 with the same random weights, built on its own (the fixed seed)."""
+    return model.build_keras_model("random")
+
+
+@pytest.fixture(scope="session", params=model.ENGINES)
+def classifier(request: pytest.FixtureRequest) -> model.Classifier:
+    """Each engine's classifier, built once per test session (ResNet50 is slow here)."""
+    if request.param == model.get_classifier().engine:
+        return model.get_classifier()
+    built = model.Classifier(weights="random", engine=request.param)
+    built.warm_up()
+    return built
 
 
 def reference_scores(keras_model: keras.Model, files: list[bytes]) -> np.ndarray:
@@ -74,12 +84,12 @@ def cases() -> dict[str, tuple[bytes, bytes]]:
 
 
 def test_batch_equals_the_keras_reference_pipeline(
-    classifier: model.Classifier, cases: dict[str, tuple[bytes, bytes]]
+    classifier: model.Classifier, reference: keras.Model, cases: dict[str, tuple[bytes, bytes]]
 ) -> None:
     uploads = [upload for upload, _ in cases.values()]
     batch = np.stack([images.load_pixels(u) for u in uploads])
     got = classifier.classify(batch)
-    expected = reference_scores(classifier.keras_model, [ref for _, ref in cases.values()])
+    expected = reference_scores(reference, [ref for _, ref in cases.values()])
     for name, prediction, scores in zip(cases, got, expected, strict=True):
         assert prediction.label == prediction.top[0].label, name
         assert_same_top5(prediction, scores)
@@ -98,13 +108,13 @@ def test_batch_of_n_equals_n_singles(
         assert_same_top5(prediction, single_scores)
 
 
-def test_folded_graph_equals_the_keras_model_on_preprocessed_input(
-    classifier: model.Classifier,
+def test_engine_equals_the_keras_model_on_preprocessed_input(
+    classifier: model.Classifier, reference: keras.Model
 ) -> None:
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, size=(3, 224, 224, 3), dtype=np.uint8)
     ours = classifier.scores(pixels)
-    theirs = classifier.keras_model.predict(preprocess_input(pixels.astype(np.float32)), verbose=0)
+    theirs = reference.predict(preprocess_input(pixels.astype(np.float32)), verbose=0)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOLERANCE)
     assert ours.shape == (3, 1000)
     np.testing.assert_allclose(ours.sum(axis=1), 1.0, atol=1e-5)
@@ -122,22 +132,23 @@ def test_names_results_by_model_and_weights(classifier: model.Classifier) -> Non
     assert scores == sorted(scores, reverse=True)
 
 
-def test_random_weights_are_reproducible() -> None:
+def test_random_weights_are_reproducible(reference: keras.Model) -> None:
     # The fixed seed: a second random network is the same network.
-    first = model.build_keras_model("random")
     second = model.build_keras_model("random")
-    for a, b in zip(first.weights, second.weights, strict=True):
+    for a, b in zip(reference.weights, second.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_weights_file_path_is_loaded_and_named(classifier: model.Classifier, tmp_path) -> None:
+def test_weights_file_path_is_loaded_and_named(reference: keras.Model, tmp_path) -> None:
     path = tmp_path / "resnet50-finetuned.weights.h5"
-    classifier.keras_model.save_weights(path)
+    reference.save_weights(path)
     loaded = model.build_keras_model(str(path))
-    np.testing.assert_array_equal(
-        loaded.weights[-1].numpy(), classifier.keras_model.weights[-1].numpy()
-    )
+    np.testing.assert_array_equal(loaded.weights[-1].numpy(), reference.weights[-1].numpy())
     assert model.weights_name(str(path)) == "resnet50-finetuned.weights.h5"
+    # Its LiteRT conversion is cached under a name tied to the file's content.
+    cached = model.litert_cache_path(str(path))
+    assert cached.name.startswith("imgclf-resnet50-resnet50-finetuned.weights.h5-")
+    assert cached != model.litert_cache_path("random") != model.litert_cache_path("imagenet")
     with pytest.raises(FileNotFoundError):
         model.build_keras_model(str(tmp_path / "missing.h5"))
 
@@ -176,3 +187,8 @@ def test_labels_module() -> None:
     assert len(set(labels.CLASS_IDS)) == 1000
     with pytest.raises(IndexError):
         labels.class_name(1000)
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="INFERENCE_ENGINE"):
+        model.Classifier(weights="random", engine="onnx")

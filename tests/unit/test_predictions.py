@@ -8,10 +8,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest.mock import ANY
+from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 import redis
-from imgclf import cache, predictions
+import requests
+from imgclf import cache, predictions, uploads
 from imgclf.settings import get_settings
 from imgclf.tables import DONE, FAILED, PredictionRecord, utc_timestamp
 
@@ -23,6 +27,16 @@ Invoke = Callable[[str, dict[str, Any]], Reply]
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def assert_image_url(url: str, user: LoggedInUser, prediction_id: str) -> None:
+    """A pre-signed SigV4 GET of the prediction's upload key, valid for a few minutes."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert parts.path.endswith(f"/uploads/{user.user_id}/{prediction_id}")
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Expires"] == [str(get_settings().image_url_ttl_seconds)]
+    assert 60 <= get_settings().image_url_ttl_seconds <= 900
 
 
 def get(invoke: Invoke, user: LoggedInUser, path: str, **query: str) -> Reply:
@@ -69,7 +83,9 @@ def test_get_a_done_prediction(alice: LoggedInUser, invoke: Invoke) -> None:
         "result": record.result.as_dict(),
         "error": None,
         "model": {"name": "resnet50", "weights": "random"},
+        "image_url": ANY,
     }
+    assert_image_url(reply.body["image_url"], alice, record.id)
 
 
 def test_a_pending_prediction_has_no_result_or_model(alice: LoggedInUser, invoke: Invoke) -> None:
@@ -85,9 +101,13 @@ def test_a_finished_prediction_is_then_served_from_redis(
     record = done_prediction(alice.user_id, new_id())
     first = get(invoke, alice, f"/predictions/{record.id}").body
     cached = json.loads(redis.Redis.from_url(redis_url).get(f"prediction:{record.id}"))
-    assert cached == {**first, "user_id": alice.user_id}
+    # The image link is signed per reply: never cached, where it would outlive its signature.
+    state = {k: v for k, v in first.items() if k != "image_url"}
+    assert cached == {**state, "user_id": alice.user_id}
     record.delete()  # only Redis can answer now
-    assert get(invoke, alice, f"/predictions/{record.id}").body == first
+    second = get(invoke, alice, f"/predictions/{record.id}").body
+    assert second == {**first, "image_url": ANY}
+    assert_image_url(second["image_url"], alice, record.id)
 
 
 def test_pending_predictions_are_not_cached(
@@ -178,7 +198,9 @@ def test_publish_result_caches_with_the_owner_and_a_ttl(
     record = done_prediction(alice.user_id, new_id())
     predictions.publish_result(record)
     client = redis.Redis.from_url(redis_url)
-    assert json.loads(client.get(f"prediction:{record.id}"))["user_id"] == alice.user_id
+    cached = json.loads(client.get(f"prediction:{record.id}"))
+    assert cached["user_id"] == alice.user_id
+    assert "image_url" not in cached  # signed per reply, never stored
     assert 0 < client.ttl(f"prediction:{record.id}") <= get_settings().result_ttl_seconds
 
 
@@ -206,6 +228,27 @@ def test_list_pages_newest_first_with_an_opaque_cursor(
         query = {"limit": "2", "cursor": reply.body["next_cursor"]}
     assert seen == expected
     assert pages == 3
+
+
+def test_list_items_carry_a_fresh_image_url_each(alice: LoggedInUser, invoke: Invoke) -> None:
+    ids = _store_history(alice, 3)
+    items = get(invoke, alice, "/predictions").body["items"]
+    assert [item["id"] for item in items] == ids
+    for item in items:
+        assert_image_url(item["image_url"], alice, item["id"])
+
+
+def test_the_image_url_downloads_the_uploaded_image(alice: LoggedInUser, invoke: Invoke) -> None:
+    record = done_prediction(alice.user_id, new_id())
+    boto3.client("s3").put_object(
+        Bucket=get_settings().upload_bucket, Key=record.object_key, Body=b"the image bytes"
+    )
+    for body in (
+        get(invoke, alice, f"/predictions/{record.id}").body,
+        get(invoke, alice, "/predictions").body["items"][0],
+    ):
+        reply = requests.get(body["image_url"], timeout=10)
+        assert (reply.status_code, reply.content) == (200, b"the image bytes")
 
 
 def test_list_without_a_next_page_has_no_cursor(alice: LoggedInUser, invoke: Invoke) -> None:
@@ -241,14 +284,37 @@ def test_an_oversize_cursor_is_a_422(alice: LoggedInUser, invoke: Invoke) -> Non
     assert get(invoke, alice, "/predictions", cursor="a" * 513).status == 422
 
 
-def test_health_reports_the_cache(aws: None, invoke: Invoke) -> None:
+UPLOAD_LIMITS = {"max_bytes": 10 * 1024 * 1024, "content_types": list(uploads.CONTENT_TYPES)}
+
+
+def test_health_reports_the_cache_and_the_upload_limits(aws: None, invoke: Invoke) -> None:
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
-    assert (reply.status, reply.body) == (200, {"status": "ok", "cache": "up"})
+    assert (reply.status, reply.body) == (
+        200,
+        {"status": "ok", "cache": "up", "upload": UPLOAD_LIMITS},
+    )
+    assert UPLOAD_LIMITS["content_types"] == ["image/jpeg", "image/png", "image/webp"]
 
 
 def test_health_says_when_the_cache_is_down(redis_down: None, invoke: Invoke) -> None:
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
-    assert (reply.status, reply.body) == (200, {"status": "ok", "cache": "down"})
+    assert (reply.status, reply.body) == (
+        200,
+        {"status": "ok", "cache": "down", "upload": UPLOAD_LIMITS},
+    )
+
+
+def test_health_shows_the_configured_upload_limit(
+    aws: None, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MAX_BYTES", "2048")
+    get_settings.cache_clear()
+    try:
+        reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert reply.body["upload"]["max_bytes"] == 2048
 
 
 def test_a_stale_cache_entry_falls_back_to_dynamodb(

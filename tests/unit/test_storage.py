@@ -55,6 +55,18 @@ def test_presign_upload_is_path_style_with_an_endpoint(
     assert upload["url"] == f"http://127.0.0.1:4999/{get_settings().upload_bucket}"
 
 
+def test_presign_download_is_a_short_lived_path_style_get_of_the_key(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    monkeypatch.setenv("IMAGE_URL_TTL_SECONDS", "120")
+    get_settings.cache_clear()
+    storage.client.cache_clear()
+    url = storage.presign_download("uploads/u1/p1")
+    assert url.startswith(f"http://127.0.0.1:4999/{get_settings().upload_bucket}/uploads/u1/p1?")
+    assert "X-Amz-Expires=120" in url and "X-Amz-Signature=" in url
+
+
 def test_read_object_returns_bytes_and_caps_size(aws: None) -> None:
     s3 = boto3.client("s3")
     bucket = get_settings().upload_bucket

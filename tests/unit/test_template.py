@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from imgclf.settings import Settings
+from imgclf.tables import FeedbackRecord, PredictionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -138,3 +139,51 @@ def test_samconfig_deploys_the_image_function_without_questions() -> None:
     assert deploy["resolve_image_repos"] is True
     assert deploy["resolve_s3"] is True
     assert "CAPABILITY_IAM" in deploy["capabilities"]
+
+
+def _statements(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, resource as written) for every inline policy statement of a function."""
+    found = set()
+    for policy in resource["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            actions = statement["Action"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                found.add((action, str(statement["Resource"])))
+    return found
+
+
+def test_the_http_functions_may_do_only_what_they_do(template: dict[str, Any]) -> None:
+    predictions = str({"Fn::GetAtt": ["PredictionsTable", "Arn"]})
+    feedback = str({"Fn::GetAtt": ["FeedbackTable", "Arn"]})
+    uploads = str({"Fn::Sub": "arn:${AWS::Partition}:s3:::${UploadBucket}/uploads/*"})
+    expected = {
+        "PredictionsFunction": {
+            ("dynamodb:GetItem", predictions),
+            ("dynamodb:Query", str({"Fn::Sub": "${PredictionsTable.Arn}/index/by-user"})),
+            # Signs image_url: a GET signed with the function's role needs that role's grant.
+            ("s3:GetObject", uploads),
+        },
+        "FeedbackFunction": {
+            ("dynamodb:GetItem", predictions),
+            ("dynamodb:BatchGetItem", predictions),
+            ("dynamodb:PutItem", feedback),
+            ("dynamodb:Query", str({"Fn::Sub": "${FeedbackTable.Arn}/index/by-user"})),
+        },
+    }
+    for logical_id, actions in expected.items():
+        assert _statements(template["Resources"][logical_id]) == actions, logical_id
+
+
+def test_every_index_the_code_queries_is_in_the_template(template: dict[str, Any]) -> None:
+    models = {"PredictionsTable": PredictionRecord, "FeedbackTable": FeedbackRecord}
+    for logical_id, model in models.items():
+        props = template["Resources"][logical_id]["Properties"]
+        declared = {
+            index["IndexName"]: sorted((k["AttributeName"], k["KeyType"]) for k in keys)
+            for index in props["GlobalSecondaryIndexes"]
+            for keys in [index["KeySchema"]]
+        }
+        for name, index in model._indexes.items():
+            schema = index._get_schema()["key_schema"]
+            keys = sorted((k["AttributeName"], k["KeyType"]) for k in schema)
+            assert declared.get(name) == keys, (logical_id, name)

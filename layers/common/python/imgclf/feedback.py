@@ -1,4 +1,5 @@
-"""Feedback on a prediction: was it right, and if not, what is in the picture."""
+"""Feedback on a prediction: was it right, and if not, what is in the picture; and a
+user's feedback back, joined with the predictions, as the labels to retrain on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from imgclf import labels
+from imgclf.cursors import decode_cursor, encode_cursor
 from imgclf.errors import NotFound
 from imgclf.tables import FeedbackRecord, PredictionRecord
 
@@ -61,4 +63,82 @@ def submit_feedback(user_id: str, prediction_id: str, request: FeedbackRequest) 
         label=record.label,
         comment=record.comment,
         created_at=record.created_at,
+    )
+
+
+class FeedbackItem(BaseModel):
+    """One of the caller's feedback, with the prediction it is about (null fields when that
+    prediction is gone)."""
+
+    prediction_id: str
+    object_key: str | None = Field(description="the image's key in the upload bucket")
+    filename: str | None
+    predicted_label: str | None = Field(description="the model's top-1 label")
+    correct: bool
+    label: str | None = Field(description="the right label, when the prediction was wrong")
+    comment: str | None
+    created_at: str = Field(description="when the feedback was (last) sent")
+
+
+class FeedbackPage(BaseModel):
+    """A page of the caller's feedback, newest first; pass next_cursor for the next."""
+
+    items: list[FeedbackItem]
+    next_cursor: str | None
+
+
+class _Cursor(BaseModel):
+    prediction_id: str
+    created_at: str
+
+
+def _predictions(user_id: str, ids: list[str]) -> dict[str, PredictionRecord]:
+    """The caller's predictions among ``ids``, in one BatchGetItem per 100 ids."""
+    found = PredictionRecord.batch_get(ids) if ids else ()
+    # Feedback is only ever stored on one's own predictions; checked again all the same.
+    return {record.id: record for record in found if record.user_id == user_id}
+
+
+def _item(feedback: FeedbackRecord, prediction: PredictionRecord | None) -> FeedbackItem:
+    result = prediction.result.as_dict() if prediction and prediction.result else {}
+    return FeedbackItem(
+        prediction_id=feedback.prediction_id,
+        object_key=prediction.object_key if prediction else None,
+        filename=prediction.filename if prediction else None,
+        predicted_label=result.get("label"),
+        correct=feedback.correct,
+        label=feedback.label,
+        comment=feedback.comment,
+        created_at=feedback.created_at,
+    )
+
+
+def list_feedback(user_id: str, limit: int, cursor: str | None = None) -> FeedbackPage:
+    """Up to ``limit`` of the caller's feedback, newest first, after ``cursor``, each joined
+    with its prediction (image key, file name, predicted label)."""
+    start = None
+    if cursor is not None:
+        after = decode_cursor(cursor, _Cursor)
+        # The user id comes from the token, never from the cursor.
+        start = {
+            "prediction_id": {"S": after.prediction_id},
+            "user_id": {"S": user_id},
+            "created_at": {"S": after.created_at},
+        }
+    # One extra item tells whether there is a next page, without an empty last page.
+    records = list(
+        FeedbackRecord.by_user.query(
+            user_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=start
+        )
+    )
+    page, more = records[:limit], len(records) > limit
+    predictions = _predictions(user_id, [record.prediction_id for record in page])
+    last = (
+        _Cursor(prediction_id=page[-1].prediction_id, created_at=page[-1].created_at)
+        if more
+        else None
+    )
+    return FeedbackPage(
+        items=[_item(record, predictions.get(record.prediction_id)) for record in page],
+        next_cursor=encode_cursor(last) if last else None,
     )

@@ -1,19 +1,21 @@
 """Predictions as callers see them: one view, read Redis first and DynamoDB second,
-long-polling until a result arrives, and a user's list newest first, page by page."""
+long-polling until a result arrives, and a user's list newest first, page by page.
+
+Every view carries ``image_url``, a pre-signed GET of the image signed for that reply
+only: Redis and DynamoDB hold the prediction's state, never a link.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from contextlib import suppress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from imgclf import cache
-from imgclf.errors import BadRequest, NotFound
+from imgclf import cache, storage
+from imgclf.cursors import decode_cursor, encode_cursor
+from imgclf.errors import NotFound
 from imgclf.tables import PENDING, PredictionRecord
 
 # A long-poll re-reads DynamoDB at least this often, in case a completion message was lost.
@@ -44,8 +46,8 @@ class ModelInfo(BaseModel):
     weights: str
 
 
-class PredictionView(BaseModel):
-    """A prediction as its owner sees it."""
+class PredictionState(BaseModel):
+    """A prediction as stored and cached: the view without its per-request image link."""
 
     id: str
     status: Literal["pending", "done", "failed"]
@@ -55,6 +57,14 @@ class PredictionView(BaseModel):
     result: Result | None
     error: str | None
     model: ModelInfo | None
+
+
+class PredictionView(PredictionState):
+    """A prediction as its owner sees it."""
+
+    image_url: str = Field(
+        description="pre-signed GET of the uploaded image, valid for IMAGE_URL_TTL_SECONDS"
+    )
 
 
 class PredictionPage(BaseModel):
@@ -69,14 +79,14 @@ class _Cursor(BaseModel):
     created_at: str
 
 
-def view_of(record: PredictionRecord) -> PredictionView:
-    """The public view of a stored prediction."""
+def state_of(record: PredictionRecord) -> PredictionState:
+    """The state of a stored prediction, as the views show it and Redis caches it."""
     model = (
         ModelInfo(name=record.model_name, weights=record.weights)
         if record.model_name and record.weights
         else None
     )
-    return PredictionView(
+    return PredictionState(
         id=record.id,
         status=record.status,
         filename=record.filename,
@@ -88,35 +98,42 @@ def view_of(record: PredictionRecord) -> PredictionView:
     )
 
 
-def _cached(view: PredictionView, user_id: str) -> dict[str, Any]:
-    # The owner is cached with the view, so a cache hit can still refuse other users.
-    return {**view.model_dump(), "user_id": user_id}
+def _cached(state: PredictionState, user_id: str) -> dict[str, Any]:
+    # The owner is cached with the state, so a cache hit can still refuse other users.
+    return {**state.model_dump(), "user_id": user_id}
+
+
+def _view(state: PredictionState, user_id: str) -> PredictionView:
+    # Signed now, for this reply only: a cached link would outlive its signature. The key
+    # is the one the upload was given (the cache holds no object_key).
+    image_url = storage.presign_download(storage.upload_key(user_id, state.id))
+    return PredictionView(**dict(state), image_url=image_url)
 
 
 def publish_result(record: PredictionRecord) -> None:
     """Cache a finished prediction and wake its long-pollers (call after the DynamoDB write)."""
-    cache.write_prediction(record.id, _cached(view_of(record), record.user_id))
+    cache.write_prediction(record.id, _cached(state_of(record), record.user_id))
     cache.publish_status(record.id, record.status)
 
 
-def _read(user_id: str, prediction_id: str) -> PredictionView:
+def _read(user_id: str, prediction_id: str) -> PredictionState:
     cached = cache.read_prediction(prediction_id)
     if cached is not None:
         if cached.pop("user_id", None) != user_id:
             raise NotFound("prediction not found")
         with suppress(ValidationError):  # a stale shape (older code): DynamoDB answers
-            return PredictionView.model_validate(cached)
+            return PredictionState.model_validate(cached)
     try:
         record = PredictionRecord.get(prediction_id, consistent_read=True)
     except PredictionRecord.DoesNotExist:
         raise NotFound("prediction not found") from None
     if record.user_id != user_id:
         raise NotFound("prediction not found")
-    view = view_of(record)
-    if view.status != PENDING:
+    state = state_of(record)
+    if state.status != PENDING:
         # Read-through: the next reader of this finished prediction is served by Redis.
-        cache.write_prediction(view.id, _cached(view, user_id))
-    return view
+        cache.write_prediction(state.id, _cached(state, user_id))
+    return state
 
 
 def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> PredictionView:
@@ -125,37 +142,24 @@ def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> Predict
     With ``wait`` > 0, a pending prediction is watched for up to ``wait`` seconds and
     returned as soon as it is done or failed (still pending if time runs out).
     """
-    view = _read(user_id, prediction_id)
-    if view.status != PENDING or wait <= 0:
-        return view
+    state = _read(user_id, prediction_id)
+    if state.status != PENDING or wait <= 0:
+        return _view(state, user_id)
     deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
     with cache.completion_waiter(prediction_id) as wait_for_completion:
         # Re-read once subscribed, so a completion just before the subscription is seen.
-        view = _read(user_id, prediction_id)
-        while view.status == PENDING and (remaining := deadline - time.monotonic()) > 0:
+        state = _read(user_id, prediction_id)
+        while state.status == PENDING and (remaining := deadline - time.monotonic()) > 0:
             wait_for_completion(min(remaining, RECHECK_SECONDS))
-            view = _read(user_id, prediction_id)
-    return view
-
-
-def _encode_cursor(record: PredictionRecord) -> str:
-    raw = json.dumps({"id": record.id, "created_at": record.created_at}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> _Cursor:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return _Cursor.model_validate_json(raw)
-    except (binascii.Error, ValueError, ValidationError):
-        raise BadRequest("invalid cursor") from None
+            state = _read(user_id, prediction_id)
+    return _view(state, user_id)
 
 
 def list_predictions(user_id: str, limit: int, cursor: str | None = None) -> PredictionPage:
     """Up to ``limit`` of the caller's predictions, newest first, after ``cursor``."""
     start = None
     if cursor is not None:
-        after = _decode_cursor(cursor)
+        after = decode_cursor(cursor, _Cursor)
         # The user id comes from the token, never from the cursor: a cursor cannot
         # reach into another user's list.
         start = {
@@ -170,7 +174,8 @@ def list_predictions(user_id: str, limit: int, cursor: str | None = None) -> Pre
         )
     )
     page, more = records[:limit], len(records) > limit
+    last = _Cursor(id=page[-1].id, created_at=page[-1].created_at) if more else None
     return PredictionPage(
-        items=[view_of(record) for record in page],
-        next_cursor=_encode_cursor(page[-1]) if more else None,
+        items=[_view(state_of(record), user_id) for record in page],
+        next_cursor=encode_cursor(last) if last else None,
     )

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     upload_url_ttl_seconds: int = Field(default=300, gt=0)
+    # Lifetime of the pre-signed GET (image_url) in every prediction view.
+    image_url_ttl_seconds: int = Field(default=300, gt=0)
     result_ttl_seconds: int = Field(default=86400, gt=0)
     model_weights: str = "imagenet"
     inference_engine: str = "tensorflow"

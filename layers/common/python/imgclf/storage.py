@@ -1,4 +1,5 @@
-"""S3: where uploads live, the pre-signed POST a client uploads with, and a bounded read."""
+"""S3: where uploads live, the pre-signed POST a client uploads with, the pre-signed GET it
+shows an image with, and a bounded read."""
 
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ def presign_upload(key: str, content_type: str) -> dict[str, Any]:
             ["content-length-range", 1, settings.upload_max_bytes],
         ],
         ExpiresIn=settings.upload_url_ttl_seconds,
+    )
+
+
+def presign_download(key: str) -> str:
+    """A pre-signed GET of an object in the upload bucket, valid IMAGE_URL_TTL_SECONDS.
+
+    Signed per request and never stored: whoever holds the URL can read the image until
+    it expires, so it is only ever handed to the image's owner.
+    """
+    settings = get_settings()
+    return client().generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.upload_bucket, "Key": key},
+        ExpiresIn=settings.image_url_ttl_seconds,
     )
 
 

@@ -99,6 +99,17 @@ class PredictionRecord(Model):
     by_image = ByImageIndex()
 
 
+class FeedbackByUserIndex(GlobalSecondaryIndex["FeedbackRecord"]):
+    """A user's feedback by the time it was (last) sent (query with scan_index_forward=False)."""
+
+    class Meta:
+        index_name = "by-user"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class FeedbackRecord(Model):
     """A user's verdict on a prediction: one per user and prediction (a resend replaces it)."""
 
@@ -113,3 +124,5 @@ class FeedbackRecord(Model):
     label = UnicodeAttribute(null=True)
     comment = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(default_for_new=utc_timestamp)
+
+    by_user = FeedbackByUserIndex()

@@ -15,6 +15,20 @@ from imgclf.tables import PredictionRecord
 CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
+class UploadLimits(BaseModel):
+    """What POST /uploads accepts, for clients to check before they ask."""
+
+    max_bytes: int = Field(description="largest image, in bytes")
+    content_types: list[str]
+
+
+def upload_limits() -> UploadLimits:
+    """The limits create_upload enforces (UPLOAD_MAX_BYTES and CONTENT_TYPES)."""
+    return UploadLimits(
+        max_bytes=get_settings().upload_max_bytes, content_types=list(CONTENT_TYPES)
+    )
+
+
 class UploadRequest(BaseModel):
     """POST /uploads body: what the client is about to upload."""
 

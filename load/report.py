@@ -531,13 +531,58 @@ def rewrite_report() -> Path | None:
     return write_report(json.loads(main_path.read_text()), load_variants())
 
 
-def main() -> int:
-    """Rewrite load/REPORT.md from load/results/summary*.json."""
+README_BEGIN = "<!-- load-report -->"
+README_END = "<!-- /load-report -->"
+
+
+def readme_block(summary: dict) -> str:
+    """The README's load-test figures: targets, the summary table, the side by side, plots."""
+    engine = summary["engine"]
+    lines = [
+        f"Measured by `make load` on {summary['started_at']} (full report: "
+        "[load/REPORT.md](load/REPORT.md)). Raw engine in the same run: "
+        f"{engine['images_per_s']:.1f} images/s, batch-1 {engine['batch1_ms']:.0f} ms.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *[
+            f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'NO'} |"
+            for row in evaluate_targets(summary)
+        ],
+        "",
+        *_summary_table(summary),
+        "",
+        *_comparison_table(summary),
+        "",
+        f"![throughput against users](load/{THROUGHPUT_PNG})",
+        f"![latency against users](load/{LATENCY_PNG})",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(summary: dict, readme: Path = LOAD_DIR.parent / "README.md") -> bool:
+    """Replace the text between the load-report markers in README.md; False without them."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{readme_block(summary)}\n{README_END}{tail}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite load/REPORT.md from load/results/summary*.json (--readme: the README's
+    figures between its load-report markers too)."""
+    argv = sys.argv[1:] if argv is None else argv
     path = rewrite_report()
     if path is None:
         print(f"no {SUMMARY_PATH.relative_to(LOAD_DIR.parent)}: run `make load` first")
         return 1
     print(f"wrote {path.relative_to(LOAD_DIR.parent)}")
+    if "--readme" in argv:
+        summary = json.loads(SUMMARY_PATH.read_text())
+        print("updated README.md" if update_readme(summary) else "README.md has no markers")
     return 0
 
 

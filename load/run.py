@@ -11,7 +11,7 @@ Steps, all on 127.0.0.1 and bounded in time:
 3. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
 
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
-LOAD_DURATION (seconds per scenario, default 60), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time,
+LOAD_DURATION (seconds per scenario, default 45), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time,
 read by the locustfile), LOAD_ACCOUNT_COUNT (accounts the users share, default 20),
 LOAD_BATCHING=SIZE:WINDOW (a variant run on a copy of template.yaml whose inference SQS event
 has that BatchSize and MaximumBatchingWindowInSeconds; reported beside the main run).
@@ -50,14 +50,14 @@ RESULTS_DIR = report.RESULTS_DIR
 
 DEFAULT_USERS = (1, 10, 25, 50, 100, 200)
 DEFAULT_SANDBOXES = (1, 2)
-DEFAULT_DURATION_S = 60
+DEFAULT_DURATION_S = 45
 DEFAULT_ACCOUNTS = 20
 DEMO_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "admin"
 # After a scenario, how long the runner waits for results the users did not wait for.
 DRAIN_DEADLINE_S = 180.0
 # Seconds Locust gives running tasks to finish after the run time (so classifies complete).
-STOP_TIMEOUT_S = 20
+STOP_TIMEOUT_S = 10
 FINAL_STATUSES = ("done", "failed")
 
 

@@ -40,9 +40,9 @@ def is_dead_letter(record: SQSRecord) -> bool:
     SQS stamps redriven messages with DeadLetterQueueSourceArn; CloudFormation (and the local
     cloud) name the queue after its logical id, InferenceDeadLetterQueue.
     """
-    if record.attributes.dead_letter_queue_source_arn:
+    if (record.raw_event.get("attributes") or {}).get("DeadLetterQueueSourceArn"):
         return True
-    queue_name = record.event_source_arn.rsplit(":", 1)[-1].lower()
+    queue_name = str(record.raw_event.get("eventSourceARN", "")).rsplit(":", 1)[-1].lower()
     return "deadletter" in queue_name.replace("-", "").replace("_", "")
 
 

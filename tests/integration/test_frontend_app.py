@@ -89,8 +89,7 @@ def test_log_in_and_out(app):
     assert app.header[0].value == "Classify images"
     # The API's limit (GET /health) is shown before any upload.
     assert any(
-        plain(c.value).startswith("JPEG, PNG or WebP, up to **10.0 MiB** each")
-        for c in app.caption
+        plain(c.value).startswith("JPEG, PNG or WebP, up to **10.0 MiB** each") for c in app.caption
     )
     app.sidebar.button(key="logout").click().run()
     assert [t.label for t in app.text_input] == ["Email", "Password"]
@@ -144,9 +143,8 @@ def test_many_images_and_the_history_with_thumbnails(app):
     assert len(urls) >= 3
     for url in urls[:3]:
         assert "X-Amz-Signature=" in url
-    by_name = {name: data for name, data, _ in files}
     downloaded = {requests.get(url, timeout=30).content for url in urls[:3]}
-    assert downloaded == set(by_name.values())
+    assert downloaded == {data for _, data, _ in files}
 
 
 def test_an_image_over_the_apis_limit_is_refused_before_upload(app):
@@ -162,6 +160,8 @@ def test_an_api_error_is_shown_with_its_message(app):
     # The page read the limits when the session began; say the API lowered its limit since
     # (a redeploy): the API itself must refuse the upload, and the page must say why.
     app.session_state["upload_limits"] = UploadLimits(64 * 1024 * 1024, ("image/png",))
+    app.run()
+    assert any(plain(c.value).startswith("PNG, up to **64.0 MiB** each") for c in app.caption)
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(11 * 1024 * 1024)
     classify(app, ("huge.png", big, "image/png"))
     [message] = errors(app)

@@ -1,7 +1,8 @@
 """A real browser: headless Chromium (the system's) logs in, uploads an image, sees the result.
 
 Streamlit serves frontend/app.py on a free port, pointed at the local cloud. The test saves
-the screenshots the README shows, in frontend/screenshots/.
+screenshots in pytest's temp dir; to refresh the ones the README shows, run it with
+IMGCLF_SCREENSHOT_DIR=frontend/screenshots (a path relative to the project root, or absolute).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from playwright.sync_api import expect, sync_playwright
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "frontend" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RESULT_TIMEOUT_MS = 180_000  # a cold inference sandbox builds ResNet50 first
@@ -45,7 +45,6 @@ def streamlit_url(local_cloud, tmp_path) -> Iterator[str]:
     env = {
         **os.environ,
         "IMGCLF_API_URL": local_cloud.api_url,
-        "IMGCLF_THUMBNAIL_DIR": str(tmp_path / "thumbnails"),
         "IMGCLF_RESULT_TIMEOUT": "170",
     }
     log = (tmp_path / "streamlit.log").open("w")
@@ -107,13 +106,24 @@ def picture(path: Path, sky: tuple[int, int, int], hills: tuple[int, int, int]) 
     return path
 
 
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where the screenshots go: pytest's temp dir (so `make test` leaves the tree clean),
+    unless IMGCLF_SCREENSHOT_DIR names a folder (frontend/screenshots: the README's)."""
+    chosen = os.environ.get("IMGCLF_SCREENSHOT_DIR")
+    folder = ROOT / chosen if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def scroll_to_top(page) -> None:
     # Streamlit scrolls an inner container, not the window.
     page.evaluate("document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })")
 
 
-def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url, tmp_path):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_log_in_upload_and_see_the_result_in_chromium(
+    local_cloud, streamlit_url, screenshots, tmp_path
+):
     # A user of its own, so the history in the screenshot holds only this test's images.
     email = f"alice-{uuid.uuid4().hex[:6]}@example.com"
     local_cloud.add_user(email, "correct horse")
@@ -134,7 +144,7 @@ def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url
                 timeout=30_000
             )
             page.get_by_label("Password", exact=True).fill("correct horse")
-            page.screenshot(path=SCREENSHOTS / "login.png")
+            page.screenshot(path=screenshots / "login.png")
             page.get_by_role("button", name="Log in").click()
 
             expect(page.get_by_text("Classify images")).to_be_visible(timeout=30_000)
@@ -144,7 +154,7 @@ def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url
             expect(classify).to_be_visible(timeout=30_000)
             expect(page.get_by_text("dusk.jpg").first).to_be_visible()  # the previews
             page.wait_for_timeout(500)
-            page.screenshot(path=SCREENSHOTS / "upload.png")
+            page.screenshot(path=screenshots / "upload.png")
             classify.click()
 
             expect(page.get_by_text("Top-1").first).to_be_visible(timeout=RESULT_TIMEOUT_MS)
@@ -162,7 +172,7 @@ def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url
             page.set_viewport_size({"width": 1280, "height": 1400})
             scroll_to_top(page)
             page.wait_for_timeout(1500)  # let the charts finish drawing
-            page.screenshot(path=SCREENSHOTS / "result.png")
+            page.screenshot(path=screenshots / "result.png")
             page.get_by_role("button", name="Send feedback").first.click()
             expect(
                 page.get_by_text("Thanks: feedback saved (wrong, should be tabby).")
@@ -172,10 +182,18 @@ def test_log_in_upload_and_see_the_result_in_chromium(local_cloud, streamlit_url
             page.get_by_text("My history").click()
             expect(page.get_by_text("hills.jpg - done")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("dusk.jpg - done")).to_be_visible()
+            # Both images, loaded by the browser from S3 through the API's signed URLs.
+            signed = "img[src*='X-Amz-Signature=']"
+            expect(page.locator(signed)).to_have_count(2, timeout=30_000)
+            page.wait_for_function(
+                f"[...document.querySelectorAll({signed!r})]"
+                ".every(img => img.complete && img.naturalWidth > 0)",
+                timeout=30_000,
+            )
             scroll_to_top(page)
             page.wait_for_timeout(1000)
-            page.screenshot(path=SCREENSHOTS / "history.png")
+            page.screenshot(path=screenshots / "history.png")
         finally:
             browser.close()
     for name in ("login.png", "upload.png", "result.png", "history.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000
+        assert (screenshots / name).stat().st_size > 10_000

@@ -1,6 +1,7 @@
 """The bulk command (`python -m frontend.cli`) against the real local cloud.
 
 30 generated images and 2 non-images: 30 rows done and 2 skipped; a rerun uploads nothing.
+The feedback export writes the labelled manifest from GET /feedback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import jwt
 import pytest
 from PIL import Image
 
@@ -147,3 +149,69 @@ def test_a_corrupt_image_gets_a_failed_row_with_the_reason(local_cloud, user, tm
     with out.open(newline="") as handle:
         [row] = list(csv.DictReader(handle))
     assert row["status"] == "failed" and row["error"] and row["label"] == ""
+
+
+def test_export_feedback_writes_the_labelled_manifest(local_cloud, user, tmp_path):
+    client = ApiClient(endpoints=Endpoints(api_url=local_cloud.api_url))
+    client.login(*user)
+    user_id = jwt.decode(client.token, options={"verify_signature": False})["sub"]
+    images = make_images(tmp_path / "labelled", 3)
+    ids = [client.upload_image(path.read_bytes(), path.name) for path in images]
+    predictions = [client.wait_for(prediction_id, timeout=180) for prediction_id in ids]
+    assert [p.status for p in predictions] == ["done"] * 3
+    verdicts = [
+        {"correct": True},
+        {"correct": False, "label": "tabby", "comment": "my cat"},
+        {"correct": False, "comment": "no idea what it is"},
+    ]
+    for prediction_id, verdict in zip(ids, verdicts, strict=True):
+        client.send_feedback(prediction_id, **verdict)
+    # Someone else's feedback (the demo user's) must not appear in this user's manifest.
+    demo = ApiClient(endpoints=Endpoints(api_url=local_cloud.api_url))
+    demo.login("admin@example.com", "admin")
+    demo_prediction = demo.upload_image(images[0].read_bytes(), "demo.png")
+    demo.wait_for(demo_prediction, timeout=180)
+    demo.send_feedback(demo_prediction, correct=True)
+
+    expected = [  # newest first
+        {
+            "image_key": f"uploads/{user_id}/{prediction.id}",
+            "prediction_id": prediction.id,
+            "filename": path.name,
+            "predicted_label": prediction.label,
+            "corrected_label": corrected,
+            "correct": verdict["correct"],
+            "comment": verdict.get("comment"),
+        }
+        for path, prediction, verdict, corrected in zip(
+            images,
+            predictions,
+            verdicts,
+            [predictions[0].label, "tabby", None],
+            strict=True,
+        )
+    ][::-1]
+
+    jsonl = tmp_path / "manifest.jsonl"
+    run = run_cli(local_cloud, user, "export-feedback", "--out", str(jsonl))
+    assert run.returncode == 0, run.stderr
+    assert f"3 feedback rows written to {jsonl}" in run.stderr
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [{k: v for k, v in row.items() if k != "created_at"} for row in rows] == expected
+    assert [row["created_at"] for row in rows] == sorted(
+        (row["created_at"] for row in rows), reverse=True
+    )
+
+    manifest = tmp_path / "manifest.csv"
+    run = run_cli(local_cloud, user, "export-feedback", "--out", str(manifest))
+    assert run.returncode == 0, run.stderr
+    with manifest.open(newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [(r["image_key"], r["corrected_label"], r["comment"]) for r in csv_rows] == [
+        (e["image_key"], e["corrected_label"] or "", e["comment"] or "") for e in expected
+    ]
+
+    # Page by page (one item a page) gives the same, through the cursor.
+    assert [e.prediction_id for e in client.list_feedback(limit=1)] == [
+        e["prediction_id"] for e in expected
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import requests
 from PIL import Image
 
 from frontend.client import ApiClient, Endpoints, NotFound
@@ -32,7 +33,13 @@ def test_the_whole_flow_through_the_function_urls(local_cloud):
     prediction = client.wait_for(prediction_id, timeout=180)
     assert prediction.status == "done" and len(prediction.top5) == 5
     assert prediction.filename == "through-function-urls.webp"
-    assert any(p.id == prediction_id for p in client.list_predictions(limit=100).items)
+    # The signed image link reads the uploaded bytes straight from S3.
+    assert requests.get(prediction.image_url, timeout=30).content == image.getvalue()
+    listed = [p for p in client.list_predictions(limit=100).items if p.id == prediction_id]
+    assert [requests.get(p.image_url, timeout=30).content for p in listed] == [image.getvalue()]
     client.send_feedback(prediction_id, correct=True, comment="fine")
+    latest = next(client.list_feedback(limit=1))
+    assert (latest.prediction_id, latest.comment) == (prediction_id, "fine")
+    assert client.upload_limits().max_bytes == 10 * 1024 * 1024
     with pytest.raises(NotFound):
         client.send_feedback("0" * 32, correct=True)

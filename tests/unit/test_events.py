@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from imgclf import passwords, storage, tokens, users
-from imgclf.tables import UserRecord
+from imgclf.tables import FeedbackRecord, UserRecord
 
 from tests.unit.factories import Reply, done_prediction, pending_prediction
 
@@ -89,6 +89,7 @@ def world(aws: None) -> str:
         password_hash=passwords.hash_password(users.DEMO_PASSWORD),
     ).save()
     done_prediction(user_id, prediction_id)
+    FeedbackRecord(prediction_id=prediction_id, user_id=user_id, correct=True).save()
     for record in s3_records(load("sqs-s3.json")):
         owner, other_id = storage.parse_upload_key(record.s3.get_object.key)
         if other_id != prediction_id:
@@ -121,6 +122,16 @@ def test_login_events_return_a_valid_token(
         event = load(name)
         body = invoke(route_of(template, event), event).body
         assert tokens.verify_token(body["access_token"]).email == users.DEMO_EMAIL
+
+
+def test_the_list_feedback_event_lists_the_users_feedback(
+    world: str, template: dict[str, Any], invoke: Callable[[str, dict[str, Any]], Reply]
+) -> None:
+    event = with_token(load("list-feedback.json"), world)
+    body = invoke(route_of(template, event), event).body
+    [item] = body["items"]
+    assert (item["correct"], item["predicted_label"]) == (True, "tabby")
+    assert item["object_key"].startswith("uploads/")
 
 
 @pytest.mark.parametrize("name", QUEUE_EVENTS)

@@ -29,6 +29,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -314,6 +315,10 @@ def start_sandboxes(cloud: Any, counts: dict[str, int], timeout_s: float = 600.0
         pool.warm()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        for name in counts:
+            # Again each time: a pool counts a worker that is still starting twice, so one
+            # call made while another warm start runs starts too few.
+            cloud.pools[name].warm()
         ready = {
             name: sum(1 for w in cloud.pools[name].workers() if w["init_ms"] is not None)
             for name in counts
@@ -369,9 +374,9 @@ def run_locust(
     ledger_path = out_dir / "ledger.json"
     ledger_path.unlink(missing_ok=True)
     prefix = out_dir / "locust"
-    # Logins hash with Argon2 (~0.2 CPU-s each): at most 5 a second, so the login storm
-    # neither eats the whole machine nor waits out the gateway's 29 s for a sandbox.
-    rate = spawn_rate or min(5.0, max(1.0, users / 5.0))
+    # Logins hash with Argon2 (~0.2 CPU-s each): at most 2.5 a second, about what 4 auth
+    # sandboxes serve on 2 busy cores, so no login waits out the gateway's 29 s for a sandbox.
+    rate = spawn_rate or min(2.5, max(1.0, users / 5.0))
     # A hard stop in case the logins never all finish: ramp-up, logins, the window.
     run_time = duration_s + int(users / rate) + 60 + users
     command = [
@@ -590,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--measure-engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Ctrl-C and `kill` both unwind through start_local_cloud, which stops what it started
+    # (a shell starts background jobs with SIGINT ignored: restore it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if args.measure_engine_only:
         print(json.dumps(_engine_figures()))

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from imgclf import inference
 from imgclf.model import get_classifier
+from imgclf.settings import get_settings
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -35,15 +36,11 @@ class RetryLater(Exception):
 
 
 def is_dead_letter(record: SQSRecord) -> bool:
-    """Whether the record comes from the dead-letter queue.
-
-    SQS stamps redriven messages with DeadLetterQueueSourceArn; CloudFormation (and the local
-    cloud) name the queue after its logical id, InferenceDeadLetterQueue.
-    """
+    """Whether the record comes from the dead-letter queue (DEAD_LETTER_QUEUE_ARN), or was
+    stamped by SQS's redrive with DeadLetterQueueSourceArn."""
     if (record.raw_event.get("attributes") or {}).get("DeadLetterQueueSourceArn"):
         return True
-    queue_name = str(record.raw_event.get("eventSourceARN", "")).rsplit(":", 1)[-1].lower()
-    return "deadletter" in queue_name.replace("-", "").replace("_", "")
+    return record.event_source_arn == get_settings().dead_letter_queue_arn
 
 
 def uploads_of(record: SQSRecord) -> list[inference.UploadedObject]:

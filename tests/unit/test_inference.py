@@ -311,10 +311,16 @@ def test_a_crash_in_the_forward_pass_retries_the_whole_batch(
     assert record(prediction_id).status == PENDING
 
 
-@pytest.mark.parametrize("how", ["queue name", "redrive attribute"])
+@pytest.mark.parametrize("how", ["queue arn", "redrive attribute"])
 def test_dead_letter_delivery_marks_predictions_failed_without_inference(
-    how: str, app: ModuleType, upload: Callable[..., tuple[str, str]], passes: list[int]
+    how: str,
+    app: ModuleType,
+    upload: Callable[..., tuple[str, str]],
+    passes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_ARN", DLQ_ARN)
+    get_settings.cache_clear()
     pending_id, pending_key = upload(samples.jpeg(seed=71))
     finished_id = uuid.uuid4().hex
     done_prediction(USER, finished_id)
@@ -322,7 +328,7 @@ def test_dead_letter_delivery_marks_predictions_failed_without_inference(
         s3_notification(pending_key, None),
         s3_notification(storage.upload_key(USER, finished_id), None),
     ]
-    if how == "queue name":
+    if how == "queue arn":
         event = sqs_event(bodies, source_arn=DLQ_ARN)
     else:
         event = sqs_event(bodies, source_arn=DLQ_ARN.replace("InferenceDeadLetterQueue", "q"))

@@ -34,6 +34,8 @@ class Settings(BaseModel):
     result_ttl_seconds: int = Field(default=86400, gt=0)
     model_weights: str = "imagenet"
     inference_engine: str = "tensorflow"
+    # Inference only: its second event source, whose messages are marked failed, not retried.
+    dead_letter_queue_arn: str | None = None
     # Not in template.yaml: Lambda sets AWS_REGION; AWS_ENDPOINT_URL points every client
     # at an emulator (moto, LocalStack) and is unset in AWS.
     aws_region: str = "us-east-1"

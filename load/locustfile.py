@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import random
+import resource
 import time
 import uuid
 from collections import deque
@@ -269,5 +270,7 @@ def write_ledger(environment, **_kwargs) -> None:
             "login_ms": list(LOGIN_MS),
             "measure_started": RUN["measure_started"],
             "measure_ended": time.time(),
+            # This process's CPU seconds: Locust's share of the machine.
+            "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         }
         Path(path).write_text(json.dumps(ledger))

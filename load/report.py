@@ -236,9 +236,12 @@ def _cpu_table(summary: dict) -> list[str]:
     ]
     for s in sorted(rows, key=lambda r: (r["sandboxes"], r["users"])):
         cpu, uploads, wall = s["cpu_s"], s["uploads"], s["wall_s"]
-        ours = sum(cpu.get(key, 0.0) for key, _ in CPU_COLUMNS)
+        ours = sum(cpu.get(key) or 0.0 for key, _ in CPU_COLUMNS)
         others = max(0.0, cpu.get("machine (all processes)", ours) - ours)
-        cells = " | ".join(f"{1000 * cpu.get(key, 0.0) / uploads:,.0f}" for key, _ in CPU_COLUMNS)
+        cells = " | ".join(
+            "n/a" if cpu.get(key) is None else f"{1000 * cpu[key] / uploads:,.0f}"
+            for key, _ in CPU_COLUMNS
+        )
         lines.append(
             f"| {s['sandboxes']} | {s['users']} | {cells} | {1000 * ours / uploads:,.0f} "
             f"| {ours / wall:.2f} / {others / wall:.2f} |"
@@ -272,6 +275,13 @@ def _comparison_table(summary: dict) -> list[str]:
         a, b = _find(summary, 1, users), _find(summary, 2, users)
         if a and b and users >= 50:
             second.append(f"{users} users: {e2e_stats(a)['rps']:.1f} -> {e2e_stats(b)['rps']:.1f}")
+    twos = [s for s in summary["scenarios"] if s["sandboxes"] == 2 and s["uploads"]]
+    if twos and all(min(s.get("invocations_by_sandbox") or [0]) == 0 for s in twos):
+        second.append(
+            "but the second sandbox never ran a batch (the local event source mapping runs "
+            "one batch at a time), so the difference is the machine's other load (see the "
+            "cores column under Where the time goes)"
+        )
     lines = [
         "| | original (published) | imgclf (this run) |",
         "|---|---|---|",
@@ -499,11 +509,13 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         lines.append("")
     for variant in variants or []:
         lines += _variant_section(variant)
+    if summary.get("notes"):
+        lines += ["## Notes", "", *[f"- {note}" for note in summary["notes"]], ""]
     lines += [
         "## Reproduce",
         "",
         "```sh",
-        "make load                                   # the full run (about 20 minutes)",
+        "make load                                   # the full run (about 25 minutes)",
         "LOAD_DURATION=15 LOAD_USERS=1,10,50 make load   # a quick one",
         "python -m load.report                       # rewrite this file from the last run",
         "```",

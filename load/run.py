@@ -537,6 +537,9 @@ def run_scenario(
     counts = drain(cloud.api_url, result["ledger"])
     after = cloud_counters(cloud)
     cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
+    if "cpu_s" in result["ledger"]:
+        # Exact, whereas finished children may include sandboxes reaped meanwhile.
+        cpu["locust"] = round(result["ledger"]["cpu_s"], 2)
     stats = result["stats"]
     aggregated = stats.pop("Aggregated")
     ledger = result["ledger"]
@@ -636,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     for sandboxes in sandbox_counts:
-        state_dir = RESULTS_DIR / f"cloud-{sandboxes}"
+        prefix = f"{label}-" if label else ""
+        state_dir = RESULTS_DIR / f"{prefix}cloud-{sandboxes}"
         started = time.monotonic()
         with start_local_cloud(
             sandboxes, state_dir, predictions_concurrency=max(4, *users), template=template
@@ -649,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for count in users:
                 print(f"{sandboxes} sandbox(es), {count} users, {args.duration} s ...", flush=True)
-                out_dir = RESULTS_DIR / f"sandboxes-{sandboxes}-users-{count}"
+                out_dir = RESULTS_DIR / f"{prefix}sandboxes-{sandboxes}-users-{count}"
                 row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
                 summary["scenarios"].append(row)
                 e2e = report.e2e_stats(row)

@@ -267,14 +267,28 @@ class FunctionPool:
             ]
 
     def _spawn(self) -> Worker | InvokeResult:
-        """Start a worker and wait for its cold start (called with a slot reserved)."""
-        worker = Worker(self.spec, self.env, self.log_path)
+        """Start a worker and wait for its cold start (called with a slot reserved in
+        ``_starting``; the reservation passes to ``_workers`` so it is never counted twice)."""
+        try:
+            worker = Worker(self.spec, self.env, self.log_path)
+        except BaseException:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify_all()
+            raise
         with self._cond:
+            self._starting -= 1
             self._workers.append(worker)
         self._on_change()
         failure = worker.wait_ready(self.init_timeout)
         if failure is not None:
-            self._drop(worker)
+            # No refill here: a function whose init fails would otherwise restart forever.
+            worker.kill()
+            with self._cond:
+                if worker in self._workers:
+                    self._workers.remove(worker)
+                self._cond.notify_all()
+            self._on_change()
             return failure
         return worker
 
@@ -298,11 +312,7 @@ class FunctionPool:
             threading.Thread(target=self._warm_one, daemon=True).start()
 
     def _warm_one(self) -> None:
-        try:
-            result = self._spawn()
-        finally:
-            with self._cond:
-                self._starting -= 1
+        result = self._spawn()
         if isinstance(result, Worker):
             self._release(result)
         elif not self._closed:
@@ -342,11 +352,7 @@ class FunctionPool:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining if remaining is not None else 1.0)
-        try:
-            result = self._spawn()
-        finally:
-            with self._cond:
-                self._starting -= 1
+        result = self._spawn()
         if isinstance(result, Worker):
             result.busy_since = time.time()
         return result

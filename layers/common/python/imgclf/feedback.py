@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from imgclf import labels
-from imgclf.cursors import decode_cursor, encode_cursor
+from imgclf.cursors import newest_first
 from imgclf.errors import NotFound
 from imgclf.tables import FeedbackRecord, PredictionRecord
 
@@ -87,11 +87,6 @@ class FeedbackPage(BaseModel):
     next_cursor: str | None
 
 
-class _Cursor(BaseModel):
-    prediction_id: str
-    created_at: str
-
-
 def _predictions(user_id: str, ids: list[str]) -> dict[str, PredictionRecord]:
     """The caller's predictions among ``ids``, in one BatchGetItem per 100 ids."""
     found = PredictionRecord.batch_get(ids) if ids else ()
@@ -116,29 +111,11 @@ def _item(feedback: FeedbackRecord, prediction: PredictionRecord | None) -> Feed
 def list_feedback(user_id: str, limit: int, cursor: str | None = None) -> FeedbackPage:
     """Up to ``limit`` of the caller's feedback, newest first, after ``cursor``, each joined
     with its prediction (image key, file name, predicted label)."""
-    start = None
-    if cursor is not None:
-        after = decode_cursor(cursor, _Cursor)
-        # The user id comes from the token, never from the cursor.
-        start = {
-            "prediction_id": {"S": after.prediction_id},
-            "user_id": {"S": user_id},
-            "created_at": {"S": after.created_at},
-        }
-    # One extra item tells whether there is a next page, without an empty last page.
-    records = list(
-        FeedbackRecord.by_user.query(
-            user_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=start
-        )
+    page, next_cursor = newest_first(
+        FeedbackRecord.by_user, "prediction_id", user_id, limit, cursor
     )
-    page, more = records[:limit], len(records) > limit
     predictions = _predictions(user_id, [record.prediction_id for record in page])
-    last = (
-        _Cursor(prediction_id=page[-1].prediction_id, created_at=page[-1].created_at)
-        if more
-        else None
-    )
     return FeedbackPage(
         items=[_item(record, predictions.get(record.prediction_id)) for record in page],
-        next_cursor=encode_cursor(last) if last else None,
+        next_cursor=next_cursor,
     )

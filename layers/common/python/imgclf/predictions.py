@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from imgclf import cache, storage
-from imgclf.cursors import decode_cursor, encode_cursor
+from imgclf.cursors import newest_first
 from imgclf.errors import NotFound
 from imgclf.tables import PENDING, PredictionRecord
 
@@ -72,11 +72,6 @@ class PredictionPage(BaseModel):
 
     items: list[PredictionView]
     next_cursor: str | None
-
-
-class _Cursor(BaseModel):
-    id: str
-    created_at: str
 
 
 def state_of(record: PredictionRecord) -> PredictionState:
@@ -157,25 +152,8 @@ def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> Predict
 
 def list_predictions(user_id: str, limit: int, cursor: str | None = None) -> PredictionPage:
     """Up to ``limit`` of the caller's predictions, newest first, after ``cursor``."""
-    start = None
-    if cursor is not None:
-        after = decode_cursor(cursor, _Cursor)
-        # The user id comes from the token, never from the cursor: a cursor cannot
-        # reach into another user's list.
-        start = {
-            "id": {"S": after.id},
-            "user_id": {"S": user_id},
-            "created_at": {"S": after.created_at},
-        }
-    # One extra item tells whether there is a next page, without an empty last page.
-    records = list(
-        PredictionRecord.by_user.query(
-            user_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=start
-        )
-    )
-    page, more = records[:limit], len(records) > limit
-    last = _Cursor(id=page[-1].id, created_at=page[-1].created_at) if more else None
+    page, next_cursor = newest_first(PredictionRecord.by_user, "id", user_id, limit, cursor)
     return PredictionPage(
         items=[_view(state_of(record), user_id) for record in page],
-        next_cursor=encode_cursor(last) if last else None,
+        next_cursor=next_cursor,
     )

@@ -8,6 +8,8 @@
   it to the dead-letter queue after maxReceiveCount receives.
 - While a batch runs, its messages are kept invisible (the visibility timeout may be
   shortened locally so a lost batch comes back quickly without being received twice).
+- Up to the function's concurrency batches run at once, as Lambda scales its pollers;
+  a batch is received only when a slot is free, so no message waits hidden for a sandbox.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def failed_message_ids(result: InvokeResult, records: list[dict], report: bool) 
 
 
 class SqsPoller:
-    """One event source mapping: a thread that polls a queue and invokes a function."""
+    """One event source mapping: a thread that polls a queue and invokes a function with
+    up to ``pool.concurrency`` batches in flight, each in its own thread."""
 
     def __init__(
         self,
@@ -108,6 +111,10 @@ class SqsPoller:
             target=self._run, name=f"poller-{source.function}-{source.event}", daemon=True
         )
         self.batches = 0
+        self.max_in_flight = max(1, pool.concurrency)
+        self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._lock = threading.Lock()
+        self._in_flight: set[threading.Thread] = set()
 
     def start(self) -> None:
         """Start polling."""
@@ -118,9 +125,20 @@ class SqsPoller:
         self._stop.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop polling (a batch in flight is left to the visibility timeout)."""
+        """Stop polling and wait up to ``timeout`` s in all for the batches in flight (what
+        is still running then is left to the visibility timeout)."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._thread.join(timeout)
+        with self._lock:
+            batches = list(self._in_flight)
+        for thread in batches:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def in_flight(self) -> int:
+        """How many batches are being handled right now."""
+        with self._lock:
+            return len(self._in_flight)
 
     def _visibility_timeout(self) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -130,13 +148,48 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Receive only with a free slot: a received batch must not wait for a sandbox.
+            if not self._slots.acquire(timeout=0.5):
+                continue
+            handed_off = False
             try:
                 messages = self._collect_batch()
                 if messages:
-                    self._process(messages)
+                    self._dispatch(messages)
+                    handed_off = True
             except Exception:  # an unreachable endpoint must not end polling
                 log.exception("%s: polling failed; retrying", self.source.queue_name)
                 self._stop.wait(1.0)
+            finally:
+                if not handed_off:
+                    self._slots.release()
+
+    def _dispatch(self, messages: list[dict]) -> None:
+        """Handle one batch in its own thread, which frees the slot when done."""
+        thread = threading.Thread(
+            target=self._handle,
+            args=(messages,),
+            name=f"batch-{self.source.function}-{self.source.event}",
+            daemon=True,  # a batch stuck in a sandbox must not keep the process alive
+        )
+        with self._lock:
+            self._in_flight.add(thread)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._in_flight.discard(thread)
+            raise
+
+    def _handle(self, messages: list[dict]) -> None:
+        try:
+            self._process(messages)
+        except Exception:  # e.g. the endpoint went away before the deletes
+            log.exception("%s: handling a batch failed", self.source.queue_name)
+        finally:
+            with self._lock:
+                self._in_flight.discard(threading.current_thread())
+            self._slots.release()
 
     def _collect_batch(self) -> list[dict]:
         messages: list[dict] = []
@@ -173,7 +226,8 @@ class SqsPoller:
             result = self.pool.invoke({"Records": records})
         finally:
             keeper.stop()
-        self.batches += 1
+        with self._lock:
+            self.batches += 1
         failed = failed_message_ids(result, records, self.source.report_batch_item_failures)
         done = [r for r in records if r["messageId"] not in failed]
         if not result.ok:

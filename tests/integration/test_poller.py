@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 class Mapping:
     """moto + the test app's queues + the batch function's pool and poller."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, concurrency: int = 1) -> None:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         self.out = tmp / "deliveries.jsonl"
@@ -46,7 +46,7 @@ class Mapping:
         env = lambda_environment(
             spec, region="us-east-1", account_id="123456789012", endpoint_url=endpoint, overrides={}
         )
-        self.pool = FunctionPool(spec, env, concurrency=1, log_path=tmp / "batch.log")
+        self.pool = FunctionPool(spec, env, concurrency=concurrency, log_path=tmp / "batch.log")
         [source] = spec.sqs_sources
         self.poller = SqsPoller(
             source, self.pool, self.sqs, self.queues["WorkQueue"], region="us-east-1"
@@ -96,6 +96,13 @@ def mapping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping]:
     m.close()
 
 
+@pytest.fixture(scope="module")
+def parallel_mapping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping]:
+    m = Mapping(tmp_path_factory.mktemp("poller-parallel"), concurrency=2)
+    yield m
+    m.close()
+
+
 def test_event_is_shaped_as_lambda_delivers_it(mapping):
     mapping.send({"id": "shape"})
     mapping.wait_for(lambda: any(d["id"] == "shape" for d in mapping.deliveries()))
@@ -133,6 +140,25 @@ def test_only_successes_are_deleted_and_poison_goes_to_the_dlq(mapping):
     ]
     assert counts == ["1", "2"]
     assert mapping.queue_depth("WorkQueue") == 0
+
+
+def test_batches_run_side_by_side_up_to_the_function_concurrency(parallel_mapping):
+    m = parallel_mapping
+    assert m.poller.max_in_flight == 2
+    # Ten slow messages make at least two batches of at most five; each batch takes 3 s.
+    m.send(*({"id": f"p{i}", "sleep": 3} for i in range(10)))
+    m.wait_for(lambda: len([d for d in m.deliveries() if d["id"][0] == "p"]) == 10)
+    spans = sorted({(d["started"], d["ended"], d["pid"]) for d in m.deliveries()})
+    assert len(spans) >= 2
+    overlapping = [
+        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if b[0] < a[1] and a[0] < b[1]
+    ]
+    assert overlapping, f"batches ran one after another: {spans}"
+    assert all(a[2] != b[2] for a, b in overlapping)  # in two different sandboxes
+    ids = [d["id"] for d in m.deliveries()]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(10))  # each delivered once
+    m.wait_for(lambda: m.queue_depth("WorkQueue") == 0)
+    assert m.poller.in_flight() == 0
 
 
 RECORDS = [{"messageId": "a"}, {"messageId": "b"}]

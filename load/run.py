@@ -97,7 +97,7 @@ def inference_engine() -> str:
 
 def _engine_figures(seconds: float = 3.0, rounds: int = 3) -> dict:
     """Run inside the --measure-engine-only subprocess: load.bench_inference's raw engine
-    (imgclf.model's compiled graph on ready pixels, random weights: ImageNet's compute),
+    (the function's engine on ready pixels, random weights: ImageNet's compute),
     batches 1, 16 and 32 in interleaved rounds, the median of each."""
     import numpy as np
     from imgclf.images import TARGET_SIZE

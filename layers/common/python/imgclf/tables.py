@@ -31,13 +31,18 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class _Connection:
+    """Where every table lives: the region, and the emulator when AWS_ENDPOINT_URL is set."""
+
+    region = _settings.aws_region
+    host = _settings.aws_endpoint_url
+
+
 class UserRecord(Model):
     """A user who can log in; the email (lower-cased) is the key."""
 
-    class Meta:
+    class Meta(_Connection):
         table_name = _settings.users_table
-        region = _settings.aws_region
-        host = _settings.aws_endpoint_url
 
     email = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
@@ -69,10 +74,8 @@ class ByImageIndex(GlobalSecondaryIndex["PredictionRecord"]):
 class PredictionRecord(Model):
     """One uploaded image and its classification; status moves pending -> done | failed."""
 
-    class Meta:
+    class Meta(_Connection):
         table_name = _settings.predictions_table
-        region = _settings.aws_region
-        host = _settings.aws_endpoint_url
 
     id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
@@ -113,10 +116,8 @@ class FeedbackByUserIndex(GlobalSecondaryIndex["FeedbackRecord"]):
 class FeedbackRecord(Model):
     """A user's verdict on a prediction: one per user and prediction (a resend replaces it)."""
 
-    class Meta:
+    class Meta(_Connection):
         table_name = _settings.feedback_table
-        region = _settings.aws_region
-        host = _settings.aws_endpoint_url
 
     prediction_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute(range_key=True)

@@ -15,6 +15,17 @@ def test_write_then_read(redis_url: str) -> None:
     assert cache.read_prediction("p2") is None
 
 
+def test_results_by_image_digest_in_one_round_trip(redis_url: str) -> None:
+    result = {"label": "tabby", "score": 0.9, "top5": []}
+    cache.write_results({"a#resnet50#random": result})
+    assert cache.read_results(["a#resnet50#random", "b#resnet50#random"]) == {
+        "a#resnet50#random": result
+    }
+    assert cache.read_results([]) == {}
+    ttl = redis.Redis.from_url(redis_url).ttl(cache.result_key("a#resnet50#random"))
+    assert ttl > 0
+
+
 def test_waiter_wakes_on_publish(redis_url: str) -> None:
     with cache.completion_waiter("p1") as wait:
         threading.Timer(0.2, cache.publish_status, args=("p1", "done")).start()
@@ -36,6 +47,8 @@ def test_everything_tolerates_redis_down(redis_down: None) -> None:
     assert cache.read_prediction("p1") is None
     cache.write_prediction("p1", {"id": "p1"})
     cache.publish_status("p1", "done")
+    cache.write_results({"a": {"label": "x"}})
+    assert cache.read_results(["a"]) == {}
     with cache.completion_waiter("p1") as wait:
         started = time.monotonic()
         wait(30)

@@ -181,7 +181,7 @@ def test_bad_files_fail_with_their_reason_while_the_rest_succeed(
         else:
             assert stored.status == FAILED, name
             assert reason in stored.error, (name, stored.error)
-            assert stored.image_digest is None and stored.result is None
+            assert stored.result is None
         assert stored.completed_at is not None
 
 
@@ -205,9 +205,59 @@ def test_duplicate_image_reuses_the_earlier_result(
     assert passes == [1, 1]  # the second batch infers only the new picture, once
     assert record(second).result.as_dict() == record(first).result.as_dict()
     assert record(second).timings["batch_size"] == 0
-    assert record(second).image_digest == record(first).image_digest
+    assert record(second).sha256 == record(first).sha256
     assert record(third).result.as_dict() == record(fourth).result.as_dict()
     assert record(third).status == record(fourth).status == DONE
+
+
+def test_without_redis_a_repeated_image_is_classified_again(
+    aws: None,
+    redis_down: None,
+    app: ModuleType,
+    upload: Callable[..., tuple[str, str]],
+    passes: list[int],
+) -> None:
+    picture = samples.jpeg(seed=23)
+    first, first_key = upload(picture)
+    second, second_key = upload(picture)
+    for key in (first_key, second_key):
+        reply = app.lambda_handler(sqs_event([s3_notification(key, None)]), FakeLambdaContext())
+        assert failures(reply) == []
+    assert passes == [1, 1]  # no cache to reuse from: the result is computed again, the same
+    assert record(first).result.as_dict() == record(second).result.as_dict()
+
+
+def test_one_object_twice_in_a_batch_is_classified_once(
+    app: ModuleType, upload: Callable[..., tuple[str, str]], passes: list[int]
+) -> None:
+    picture = samples.png(seed=24)
+    prediction_id, key = upload(picture)
+    event = sqs_event([s3_notification(key, len(picture))] * 2)
+    assert failures(app.lambda_handler(event, FakeLambdaContext())) == []
+    assert passes == [1]
+    assert record(prediction_id).status == DONE
+
+
+def test_a_failed_batch_read_retries_every_message(
+    app: ModuleType,
+    upload: Callable[..., tuple[str, str]],
+    passes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids_keys = [upload(samples.jpeg(seed=seed)) for seed in (25, 26)]
+
+    def throttled(cls: type, *args: Any, **kwargs: Any) -> list[PredictionRecord]:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+            "BatchGetItem",
+        )
+
+    monkeypatch.setattr(PredictionRecord, "batch_get", classmethod(throttled))
+    event = sqs_event([s3_notification(key, None) for _, key in ids_keys])
+    assert failures(app.lambda_handler(event, FakeLambdaContext())) == ["message-0", "message-1"]
+    monkeypatch.undo()
+    assert passes == []
+    assert [record(i).status for i, _ in ids_keys] == [PENDING, PENDING]
 
 
 def test_redis_down_still_yields_a_done_record(
@@ -263,7 +313,7 @@ def test_duplicate_event_yields_one_result(
     assert passes == [1]
     # Delivered again by a racing sandbox that read the record while it was pending: the
     # conditional write refuses to touch the finished result.
-    monkeypatch.setattr(PredictionRecord, "get", classmethod(lambda cls, *a, **k: stale))
+    monkeypatch.setattr(PredictionRecord, "batch_get", classmethod(lambda cls, *a, **k: [stale]))
     assert failures(app.lambda_handler(event, FakeLambdaContext())) == []
     monkeypatch.undo()
     final = record(prediction_id)

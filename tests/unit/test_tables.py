@@ -30,13 +30,6 @@ def test_by_user_lists_one_users_predictions_newest_first(aws: None) -> None:
     assert [record.id for record in found] == ["new", "old"]
 
 
-def test_by_image_finds_finished_predictions_by_digest(aws: None) -> None:
-    record = done_prediction("u1", "p1")
-    record.update(actions=[PredictionRecord.image_digest.set("abc#resnet50#random")])
-    pending_prediction("u1", "p2")  # no digest: not in the sparse index
-    assert [r.id for r in PredictionRecord.by_image.query("abc#resnet50#random")] == ["p1"]
-
-
 def test_users_are_keyed_by_email(aws: None) -> None:
     UserRecord(email="a@example.com", user_id="u1", password_hash="h").save()
     assert UserRecord.get("a@example.com").user_id == "u1"

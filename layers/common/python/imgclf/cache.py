@@ -1,4 +1,5 @@
-"""Redis: the prediction cache and the "prediction finished" notifications.
+"""Redis: the prediction cache, the results of images already classified, and the
+"prediction finished" notifications.
 
 Redis is only a cache. Every function here tolerates Redis being down: reads return None,
 writes are dropped, waiting falls back to sleeping between polls; the caller then uses
@@ -69,6 +70,39 @@ def write_prediction(prediction_id: str, document: dict[str, Any]) -> None:
             json.dumps(document),
             ex=get_settings().result_ttl_seconds,
         )
+    except redis.RedisError as exc:
+        logger.warning("redis write failed", extra={"error": str(exc)})
+
+
+def result_key(digest: str) -> str:
+    """The key of the result for an image digest (the same bytes, model and weights)."""
+    return f"result:{digest}"
+
+
+def read_results(digests: list[str]) -> dict[str, dict[str, Any]]:
+    """The cached results of these image digests, by digest ({} when Redis is down)."""
+    if not digests:
+        return {}
+    try:
+        found = client().mget([result_key(d) for d in digests])
+    except redis.RedisError as exc:
+        logger.warning("redis read failed", extra={"error": str(exc)})
+        return {}
+    return {d: json.loads(v) for d, v in zip(digests, found, strict=True) if v is not None}
+
+
+def write_results(results: dict[str, dict[str, Any]]) -> None:
+    """Cache results by image digest for RESULT_TTL_SECONDS, in one round trip (dropped if
+    Redis is down: the same image is then classified again)."""
+    if not results:
+        return
+    try:
+        with client().pipeline(transaction=False) as pipe:
+            for digest, result in results.items():
+                pipe.set(
+                    result_key(digest), json.dumps(result), ex=get_settings().result_ttl_seconds
+                )
+            pipe.execute()
     except redis.RedisError as exc:
         logger.warning("redis write failed", extra={"error": str(exc)})
 

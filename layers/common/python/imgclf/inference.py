@@ -1,9 +1,11 @@
 """One inference batch: uploaded S3 objects in, one forward pass, results in DynamoDB and Redis.
 
-For each object: read it (size-capped), hash it, reuse an earlier result for the same bytes,
-model and weights, or decode it; then classify every decoded image in ONE forward pass and
-move each prediction from ``pending`` to ``done`` or ``failed`` with a conditional write
-(a duplicate event finds it final and leaves it alone), then cache and announce it in Redis.
+For a batch: find its predictions with one consistent BatchGetItem; read and hash every
+object at once (size-capped, on I/O threads); reuse the result Redis holds for the same
+bytes, model and weights (one round trip), or decode; classify every decoded image in ONE
+forward pass; then move each prediction from ``pending`` to ``done`` or ``failed`` with a
+conditional write (a duplicate event finds it final and leaves it alone), and cache and
+announce it in Redis.
 
 Failures are of two kinds. Permanent ones (not an image, unreadable, too large, a bomb, the
 object gone) mark the prediction ``failed`` with the reason and are not retried. Anything else
@@ -16,16 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
 import numpy as np
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError
 
-from imgclf import images, predictions, storage
+from imgclf import cache, images, predictions, storage
 from imgclf.errors import BadRequest, NotFound, PayloadTooLarge
 from imgclf.model import Classifier, get_classifier
 from imgclf.settings import get_settings
@@ -35,6 +38,9 @@ logger = Logger(child=True)
 
 GAVE_UP_REASON = "the image could not be processed after several attempts"
 MISSING_REASON = "the uploaded file is gone"
+
+# The per-image S3, DynamoDB and Redis calls of a batch run at once on these threads.
+_io = ThreadPoolExecutor(max_workers=10, thread_name_prefix="inference-io")
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,9 @@ def classify_uploads(
     classifier = classifier or get_classifier()
     max_bytes = get_settings().upload_max_bytes
     items = [_Item(obj, Outcome(obj.key, "pending")) for obj in objects]
-    to_decode: list[_Item] = []
-    for item in items:
-        try:
-            if _prepare(item, classifier, max_bytes):
-                to_decode.append(item)
-        except Exception as exc:  # a crash is retried, and ends in the DLQ if it persists
-            _retry(item, exc)
-    to_infer = _decode(to_decode)
+    pending = _load_pending(items)
+    read = [item for item, ok in zip(pending, _each(_read, pending, max_bytes), strict=True) if ok]
+    to_infer = _decode(_reuse_earlier_results(read, classifier))
     if to_infer:
         _infer(to_infer, classifier)
     for item in items:
@@ -127,27 +128,73 @@ def classify_uploads(
 
 def fail_uploads(objects: Sequence[UploadedObject], reason: str = GAVE_UP_REASON) -> list[Outcome]:
     """Mark the objects' pending predictions failed (dead-letter delivery: no inference)."""
-    outcomes = []
-    for obj in objects:
-        item = _Item(obj, Outcome(obj.key, "pending"))
-        try:
-            if _load_pending(item):
-                _finish(item, FAILED, error=reason)
-        except Exception as exc:
-            _retry(item, exc)
-        outcomes.append(item.outcome)
-    return outcomes
+    items = [_Item(obj, Outcome(obj.key, "pending")) for obj in objects]
+    _each(_finish, _load_pending(items), FAILED, error=reason)
+    return [item.outcome for item in items]
 
 
 def image_digest(sha256: str, model_name: str, weights: str) -> str:
-    """The by-image index key: the same bytes through the same model and weights."""
+    """The identity of a result: the same bytes through the same model and weights."""
     return f"{sha256}#{model_name}#{weights}"
 
 
-def _prepare(item: _Item, classifier: Classifier, max_bytes: int) -> bool:
-    """Read, hash, reuse an earlier result; True when the item's bytes need decoding."""
-    if not _load_pending(item):
-        return False
+def _each(step: Callable[..., Any], items: list[_Item], *args: Any, **kwargs: Any) -> list[Any]:
+    """``step(item, ...)`` for every item at once on the I/O threads (S3 and DynamoDB calls
+    wait on the network, not the CPU); what each returned, None for an item whose step
+    raised, which is then marked for retry."""
+
+    def run(item: _Item) -> Any:
+        try:
+            return step(item, *args, **kwargs)
+        except Exception as exc:  # a crash is retried, and ends in the DLQ if it persists
+            _retry(item, exc)
+            return None
+
+    return list(_io.map(run, items))
+
+
+def _load_pending(items: list[_Item]) -> list[_Item]:
+    """Find the items' predictions with one consistent BatchGetItem; the items still
+    pending (every other item's outcome is set)."""
+    wanted: dict[str, tuple[_Item, str]] = {}
+    for item in items:
+        try:
+            user_id, prediction_id = storage.parse_upload_key(item.obj.key)
+        except BadRequest:
+            item.outcome.status, item.outcome.reason = "skipped", "not an upload key"
+            continue
+        item.outcome.prediction_id = prediction_id
+        if prediction_id in wanted:
+            # The same object twice in one batch: the first message carries the work.
+            item.outcome.status, item.outcome.reason = "skipped", "a duplicate in this batch"
+            continue
+        wanted[prediction_id] = (item, user_id)
+    if not wanted:
+        return []
+    try:
+        found = {r.id: r for r in PredictionRecord.batch_get(list(wanted), consistent_read=True)}
+    except Exception as exc:
+        for item, _ in wanted.values():
+            _retry(item, exc)
+        return []
+    pending = []
+    for prediction_id, (item, user_id) in wanted.items():
+        record = found.get(prediction_id)
+        if record is None:
+            item.outcome.status, item.outcome.reason = "skipped", "no such prediction"
+        elif record.user_id != user_id:
+            item.outcome.status, item.outcome.reason = "skipped", "the key names another user"
+        elif record.status != PENDING:
+            # A duplicate delivery: the first one already finished this prediction.
+            item.outcome.status, item.outcome.reason = "skipped", f"already {record.status}"
+        else:
+            item.record = record
+            pending.append(item)
+    return pending
+
+
+def _read(item: _Item, max_bytes: int) -> bool:
+    """Read and hash the item's object; True when it was read (else it is finished failed)."""
     try:
         if item.obj.size is not None:
             images.check_size(item.obj.size, max_bytes)
@@ -161,15 +208,24 @@ def _prepare(item: _Item, classifier: Classifier, max_bytes: int) -> bool:
         _finish(item, FAILED, error=MISSING_REASON)
         return False
     item.sha256 = hashlib.sha256(data).hexdigest()
-    item.digest = image_digest(item.sha256, classifier.model_name, classifier.weights_name)
-    previous = _earlier_result(item.digest, item.outcome.prediction_id)
-    if previous is not None:
-        item.outcome.reused = True
-        item.timings.update(decode_ms=0.0, inference_ms=0.0, batch_size=0)
-        _finish_done(item, previous.result.as_dict(), classifier)
-        return False
     item.data = data
     return True
+
+
+def _reuse_earlier_results(batch: list[_Item], classifier: Classifier) -> list[_Item]:
+    """Finish the items whose bytes, model and weights have a cached result (one Redis
+    round trip for the batch); the items that need the model."""
+    model_name, weights = classifier.model_name, classifier.weights_name
+    for item in batch:
+        item.digest = image_digest(item.sha256 or "", model_name, weights)
+    earlier = cache.read_results([item.digest or "" for item in batch])
+    hits = [item for item in batch if item.digest in earlier]
+    for item in hits:
+        item.data = None
+        item.outcome.reused = True
+        item.timings.update(decode_ms=0.0, inference_ms=0.0, batch_size=0)
+    _each(lambda item: _finish_done(item, earlier[item.digest or ""], classifier), hits)
+    return [item for item in batch if item.digest not in earlier]
 
 
 def _decode(batch: list[_Item]) -> list[_Item]:
@@ -192,37 +248,6 @@ def _decode(batch: list[_Item]) -> list[_Item]:
     return ready
 
 
-def _load_pending(item: _Item) -> bool:
-    """Find the item's prediction; True when it is still pending (else the outcome is set)."""
-    try:
-        user_id, prediction_id = storage.parse_upload_key(item.obj.key)
-    except BadRequest:
-        item.outcome.status, item.outcome.reason = "skipped", "not an upload key"
-        return False
-    item.outcome.prediction_id = prediction_id
-    try:
-        record = PredictionRecord.get(prediction_id, consistent_read=True)
-    except PredictionRecord.DoesNotExist:
-        item.outcome.status, item.outcome.reason = "skipped", "no such prediction"
-        return False
-    if record.user_id != user_id:
-        item.outcome.status, item.outcome.reason = "skipped", "the key names another user"
-        return False
-    if record.status != PENDING:
-        # A duplicate delivery: the first one already finished this prediction.
-        item.outcome.status, item.outcome.reason = "skipped", f"already {record.status}"
-        return False
-    item.record = record
-    return True
-
-
-def _earlier_result(digest: str, prediction_id: str | None) -> PredictionRecord | None:
-    for record in PredictionRecord.by_image.query(digest, limit=5):
-        if record.id != prediction_id and record.status == DONE and record.result is not None:
-            return record
-    return None
-
-
 def _infer(batch: list[_Item], classifier: Classifier) -> None:
     """One forward pass for the distinct images of the batch, then the writes."""
     slots: dict[str, int] = {}
@@ -233,19 +258,18 @@ def _infer(batch: list[_Item], classifier: Classifier) -> None:
         distinct.setdefault(slots[item.digest or ""], item.pixels)
     started = time.perf_counter()
     try:
-        results = classifier.classify(np.stack([distinct[i] for i in range(len(distinct))]))
+        predicted = classifier.classify(np.stack([distinct[i] for i in range(len(distinct))]))
     except Exception as exc:
         for item in batch:
             _retry(item, exc)
         return
     inference_ms = _ms_since(started)
+    results = {digest: predicted[slot].as_result() for digest, slot in slots.items()}
     for item in batch:
         item.pixels = None
         item.timings.update(inference_ms=inference_ms, batch_size=len(distinct))
-        try:
-            _finish_done(item, results[slots[item.digest or ""]].as_result(), classifier)
-        except Exception as exc:
-            _retry(item, exc)
+    _each(lambda item: _finish_done(item, results[item.digest or ""], classifier), batch)
+    cache.write_results(results)
 
 
 def _finish_done(item: _Item, result: dict[str, Any], classifier: Classifier) -> None:
@@ -256,25 +280,27 @@ def _finish_done(item: _Item, result: dict[str, Any], classifier: Classifier) ->
         model_name=classifier.model_name,
         weights=classifier.weights_name,
         sha256=item.sha256,
-        image_digest=item.digest,
     )
 
 
 def _finish(item: _Item, status: str, **fields: Any) -> None:
-    """pending -> ``status`` with ``fields``, only if still pending; then Redis."""
+    """pending -> ``status`` with ``fields``, only if still pending; then Redis.
+
+    The record read at the start of the batch is written back whole with a condition
+    (PutItem returns nothing, where UpdateItem would return the item).
+    """
     record = item.record
     assert record is not None
-    attributes = PredictionRecord.get_attributes()
-    actions = [
-        PredictionRecord.status.set(status),
-        PredictionRecord.completed_at.set(utc_timestamp()),
-        *(attributes[name].set(value) for name, value in fields.items() if value is not None),
-    ]
+    record.status = status
+    record.completed_at = utc_timestamp()
+    for name, value in fields.items():
+        if value is not None:
+            setattr(record, name, value)
     if item.timings:
-        actions.append(PredictionRecord.timings.set(_rounded(item.timings)))
+        record.timings = _rounded(item.timings)
     try:
-        record.update(actions=actions, condition=PredictionRecord.status == PENDING)
-    except UpdateError as exc:
+        record.save(condition=PredictionRecord.status == PENDING)
+    except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
         item.outcome.status, item.outcome.reason = "skipped", "finished by another delivery"

@@ -8,7 +8,6 @@ only: Redis and DynamoDB hold the prediction's state, never a link.
 from __future__ import annotations
 
 import time
-from contextlib import suppress
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -111,13 +110,20 @@ def publish_result(record: PredictionRecord) -> None:
     cache.publish_status(record.id, record.status)
 
 
-def _read(user_id: str, prediction_id: str) -> PredictionState:
+def _read_cache(user_id: str, prediction_id: str) -> PredictionState | None:
+    """The finished prediction Redis holds (only finished ones are cached), or None."""
     cached = cache.read_prediction(prediction_id)
-    if cached is not None:
-        if cached.pop("user_id", None) != user_id:
-            raise NotFound("prediction not found")
-        with suppress(ValidationError):  # a stale shape (older code): DynamoDB answers
-            return PredictionState.model_validate(cached)
+    if cached is None:
+        return None
+    if cached.pop("user_id", None) != user_id:
+        raise NotFound("prediction not found")
+    try:
+        return PredictionState.model_validate(cached)
+    except ValidationError:  # a stale shape (older code): DynamoDB answers
+        return None
+
+
+def _read_table(user_id: str, prediction_id: str) -> PredictionState:
     try:
         record = PredictionRecord.get(prediction_id, consistent_read=True)
     except PredictionRecord.DoesNotExist:
@@ -131,19 +137,25 @@ def _read(user_id: str, prediction_id: str) -> PredictionState:
     return state
 
 
+def _read(user_id: str, prediction_id: str) -> PredictionState:
+    return _read_cache(user_id, prediction_id) or _read_table(user_id, prediction_id)
+
+
 def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> PredictionView:
     """The caller's prediction; NotFound for an unknown id or another user's.
 
     With ``wait`` > 0, a pending prediction is watched for up to ``wait`` seconds and
     returned as soon as it is done or failed (still pending if time runs out).
     """
-    state = _read(user_id, prediction_id)
-    if state.status != PENDING or wait <= 0:
+    state = _read_cache(user_id, prediction_id)
+    if state is not None:
         return _view(state, user_id)
+    if wait <= 0:
+        return _view(_read_table(user_id, prediction_id), user_id)
     deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
     with cache.completion_waiter(prediction_id) as wait_for_completion:
-        # Re-read once subscribed, so a completion just before the subscription is seen.
-        state = _read(user_id, prediction_id)
+        # Subscribed before DynamoDB is read, so a completion in between is not missed.
+        state = _read_table(user_id, prediction_id)
         while state.status == PENDING and (remaining := deadline - time.monotonic()) > 0:
             wait_for_completion(min(remaining, RECHECK_SECONDS))
             state = _read(user_id, prediction_id)

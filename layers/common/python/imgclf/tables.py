@@ -61,16 +61,6 @@ class ByUserIndex(GlobalSecondaryIndex["PredictionRecord"]):
     created_at = UnicodeAttribute(range_key=True)
 
 
-class ByImageIndex(GlobalSecondaryIndex["PredictionRecord"]):
-    """Finished predictions by "{sha256}#{model}#{weights}", to reuse a result."""
-
-    class Meta:
-        index_name = "by-image"
-        projection = AllProjection()
-
-    image_digest = UnicodeAttribute(hash_key=True)
-
-
 class PredictionRecord(Model):
     """One uploaded image and its classification; status moves pending -> done | failed."""
 
@@ -92,14 +82,11 @@ class PredictionRecord(Model):
     model_name = UnicodeAttribute(null=True)
     weights = UnicodeAttribute(null=True)
     sha256 = UnicodeAttribute(null=True)
-    # Set only when done, so the by-image index holds reusable results only.
-    image_digest = UnicodeAttribute(null=True)
     # {read_ms, decode_ms, inference_ms, batch_size}
     timings = MapAttribute(null=True)
     expires_at = TTLAttribute(null=True)
 
     by_user = ByUserIndex()
-    by_image = ByImageIndex()
 
 
 class FeedbackByUserIndex(GlobalSecondaryIndex["FeedbackRecord"]):

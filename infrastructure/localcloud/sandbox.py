@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import selectors
 import signal
@@ -19,7 +20,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,27 @@ log = logging.getLogger("localcloud.sandbox")
 
 # Lambda allows 10 s for init; loading a model (several seconds on a busy laptop) needs more.
 DEFAULT_INIT_TIMEOUT = 300.0
+# Lambda gives an execution environment one vCPU per 1,769 MB of memory.
+MB_PER_VCPU = 1769
+
+CpuSet = tuple[int, ...]
+
+
+def cpu_sets(memory_mb: int, concurrency: int, cores: Sequence[int]) -> list[CpuSet]:
+    """The slices of the machine a function's sandboxes are pinned to; [] for no pinning.
+
+    In Lambda every execution environment has vCPUs of its own, as many as its memory buys.
+    Here the sandboxes share the machine, and each sizes its thread pools to the cores it
+    may use; so a function whose sandboxes want several cores gets disjoint slices of the
+    machine, as many cores each as its memory buys, or fewer when they do not go round (two
+    inference sandboxes on 2 cores run one engine thread each, rather than four threads
+    fighting over two cores). Sandboxes of one-vCPU functions run anywhere.
+    """
+    vcpus = max(1, math.ceil(memory_mb / MB_PER_VCPU))
+    share = min(vcpus, max(1, len(cores) // max(1, concurrency)))
+    if vcpus == 1 or share >= len(cores):
+        return []
+    return [tuple(cores[i * share : (i + 1) * share]) for i in range(len(cores) // share)]
 
 
 @dataclass
@@ -63,8 +86,14 @@ class WorkerDied(Exception):
 class Worker:
     """One sandbox process of a function."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, spec: FunctionSpec, env: dict[str, str], log_path: Path, cpus: CpuSet | None = None
+    ) -> None:
         self.spec = spec
+        self.cpus = cpus
+        if cpus is not None:
+            # The worker pins itself before it imports the handler (localcloud.worker).
+            env = {**env, "LOCALCLOUD_CPUS": ",".join(map(str, cpus))}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             self.process = subprocess.Popen(
@@ -230,6 +259,8 @@ class FunctionPool:
         self.init_timeout = init_timeout
         self.log_path = log_path
         self.env = self._sandbox_env(spec, env)
+        self.cpu_sets = cpu_sets(spec.memory, self.concurrency, sorted(os.sched_getaffinity(0)))
+        self._claimed: list[CpuSet | None] = []  # the CPU sets of workers being started
         self._on_change = on_change or (lambda: None)
         self._idle: list[Worker] = []
         self._workers: list[Worker] = []
@@ -262,22 +293,29 @@ class FunctionPool:
                     "busy_since": w.busy_since,
                     "invocations": w.invocations,
                     "init_ms": w.init_ms,
+                    "cpus": None if w.cpus is None else list(w.cpus),
                 }
                 for w in self._workers
             ]
 
     def _spawn(self) -> Worker | InvokeResult:
         """Start a worker and wait for its cold start (called with a slot reserved in
-        ``_starting``; the reservation passes to ``_workers`` so it is never counted twice)."""
+        ``_starting``; the reservation passes to ``_workers`` so it is never counted twice).
+        A pinned worker takes the CPU set fewest other workers are on."""
+        with self._cond:
+            cpus = self._least_used_cpu_set()
+            self._claimed.append(cpus)
         try:
-            worker = Worker(self.spec, self.env, self.log_path)
+            worker = Worker(self.spec, self.env, self.log_path, cpus)
         except BaseException:
             with self._cond:
                 self._starting -= 1
+                self._claimed.remove(cpus)
                 self._cond.notify_all()
             raise
         with self._cond:
             self._starting -= 1
+            self._claimed.remove(cpus)
             self._workers.append(worker)
         self._on_change()
         failure = worker.wait_ready(self.init_timeout)
@@ -291,6 +329,12 @@ class FunctionPool:
             self._on_change()
             return failure
         return worker
+
+    def _least_used_cpu_set(self) -> CpuSet | None:
+        if not self.cpu_sets:
+            return None
+        used = Counter([w.cpus for w in self._workers] + self._claimed)
+        return min(self.cpu_sets, key=lambda cpus: used[cpus])
 
     def _drop(self, worker: Worker) -> None:
         worker.kill()

@@ -74,6 +74,10 @@ def main() -> None:
         reply_channel.write(line + "\n")
         reply_channel.flush()
 
+    cpus = os.environ.pop("LOCALCLOUD_CPUS", "")
+    if cpus:
+        # The sandbox's own cores (localcloud.sandbox.cpu_sets), before any thread starts.
+        os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
     for path in reversed(
         [p for p in os.environ.get("LOCALCLOUD_LAYERS", "").split(os.pathsep) if p]
     ):

@@ -5,13 +5,15 @@ The batch test function's cold start is slowed (INIT_SLEEP) so that starts overl
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localcloud.sandbox import FunctionPool, lambda_environment
+from localcloud.sandbox import FunctionPool, cpu_sets, lambda_environment
 from localcloud.template import Template
 
 from tests.integration.test_gateway import APP
@@ -19,9 +21,13 @@ from tests.integration.test_gateway import APP
 pytestmark = pytest.mark.integration
 
 
-def make_pool(tmp: Path, *, concurrency: int, keep_warm: int) -> FunctionPool:
+def make_pool(
+    tmp: Path, *, concurrency: int, keep_warm: int, memory: int | None = None
+) -> FunctionPool:
     template = Template(APP / "template.yaml", parameters={"OutDir": str(tmp)})
     spec = template.functions()["BatchFunction"]
+    if memory is not None:
+        spec = dataclasses.replace(spec, memory=memory)
     env = lambda_environment(
         spec, region="us-east-1", account_id="123456789012", endpoint_url=None, overrides={}
     )
@@ -104,5 +110,34 @@ def test_a_second_event_starts_a_second_sandbox_while_the_first_cold_starts(tmp_
             thread.join(30)
         assert [r.ok for r in results] == [True, True]
         assert len(pool.workers()) == 2
+    finally:
+        pool.close()
+
+
+def test_cpu_sets_split_the_machine_among_sandboxes_that_want_several_cores():
+    # 3,008 MB buys 2 vCPUs: on 2 cores one sandbox runs anywhere, two get a core each.
+    assert cpu_sets(3008, 1, [0, 1]) == []
+    assert cpu_sets(3008, 2, [0, 1]) == [(0,), (1,)]
+    assert cpu_sets(3008, 3, [0, 1]) == [(0,), (1,)]
+    # On 8 cores each sandbox gets the 2 cores its memory buys, its own.
+    assert cpu_sets(3008, 1, list(range(8))) == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert cpu_sets(3008, 2, [0, 2, 4, 6]) == [(0, 2), (4, 6)]
+    # One-vCPU functions (512 MB) are never pinned, nor is anything on one core.
+    assert cpu_sets(512, 50, [0, 1]) == []
+    assert cpu_sets(3008, 2, [0]) == []
+
+
+def test_sandboxes_are_pinned_to_their_own_cores(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.fail("this test needs a machine with at least 2 cores")
+    pool = make_pool(tmp_path, concurrency=2, keep_warm=2, memory=3008)
+    try:
+        pool.warm()
+        workers = settle(pool)
+        pinned = sorted(tuple(w["cpus"]) for w in workers)
+        assert pinned == sorted(pool.cpu_sets[:2])
+        # What each worker process may actually run on, read from the kernel.
+        assert sorted(tuple(sorted(os.sched_getaffinity(w["pid"]))) for w in workers) == pinned
     finally:
         pool.close()

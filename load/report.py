@@ -473,7 +473,8 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "## Where the time goes",
         "",
         "CPU milliseconds per uploaded image, by component, over each Locust run (ramp-up "
-        "and logins included; Argon2 makes a login cost about 0.2 CPU-s). The last column "
+        "and logins included; Argon2id at OWASP's parameters costs about 30 CPU-ms a login). "
+        "The last column "
         "is the average number of cores our processes used, and the cores every other "
         "process on the machine used meanwhile (other engineers' builds and tests share it).",
         "",

@@ -388,7 +388,7 @@ def run_locust(
     ledger_path = out_dir / "ledger.json"
     ledger_path.unlink(missing_ok=True)
     prefix = out_dir / "locust"
-    # Logins hash with Argon2 (~0.2 CPU-s each): at most 2.5 a second, about what 4 auth
+    # Logins hash with Argon2 (~30 CPU-ms each): at most 2.5 a second, far below what 4 auth
     # sandboxes serve on 2 busy cores, so no login waits out the gateway's 29 s for a sandbox.
     rate = spawn_rate or min(2.5, max(1.0, users / 5.0))
     # A hard stop in case the logins never all finish: ramp-up, logins, the window.

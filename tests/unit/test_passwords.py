@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from argon2 import PasswordHasher
 from imgclf import passwords
 
 
@@ -18,3 +19,10 @@ def test_hashes_are_salted() -> None:
 
 def test_a_malformed_hash_verifies_nothing() -> None:
     assert not passwords.verify_password("not-a-hash", "x")
+
+
+def test_owasp_parameters_and_older_hashes_still_verify() -> None:
+    assert "$m=19456,t=2,p=1$" in passwords.hash_password("x")
+    older = PasswordHasher().hash("correct horse")  # argon2-cffi's default parameters
+    assert passwords.verify_password(older, "correct horse")
+    assert not passwords.verify_password(older, "wrong")

@@ -203,10 +203,10 @@ def test_duplicate_image_reuses_the_earlier_result(
 
     assert failures(reply) == []
     assert passes == [1, 1]  # the second batch infers only the new picture, once
-    assert record(second).result.as_dict() == record(first).result.as_dict()
+    assert record(second).result == record(first).result
     assert record(second).timings["batch_size"] == 0
     assert record(second).sha256 == record(first).sha256
-    assert record(third).result.as_dict() == record(fourth).result.as_dict()
+    assert record(third).result == record(fourth).result
     assert record(third).status == record(fourth).status == DONE
 
 
@@ -224,7 +224,7 @@ def test_without_redis_a_repeated_image_is_classified_again(
         reply = app.lambda_handler(sqs_event([s3_notification(key, None)]), FakeLambdaContext())
         assert failures(reply) == []
     assert passes == [1, 1]  # no cache to reuse from: the result is computed again, the same
-    assert record(first).result.as_dict() == record(second).result.as_dict()
+    assert record(first).result == record(second).result
 
 
 def test_one_object_twice_in_a_batch_is_classified_once(
@@ -286,7 +286,7 @@ def test_result_is_cached_in_redis_and_announced(
 
     cached = json.loads(client.get(f"prediction:{prediction_id}"))
     assert cached["status"] == DONE and cached["user_id"] == USER
-    assert cached["result"] == record(prediction_id).result.as_dict()
+    assert cached["result"] == record(prediction_id).result
     assert cached["model"] == {"name": "resnet50", "weights": "random"}
     assert 0 < client.ttl(f"prediction:{prediction_id}") <= get_settings().result_ttl_seconds
     # The first read may only consume the subscription's confirmation.
@@ -319,7 +319,7 @@ def test_duplicate_event_yields_one_result(
     final = record(prediction_id)
     assert final.status == DONE
     assert final.completed_at == first.completed_at
-    assert final.result.as_dict() == first.result.as_dict()
+    assert final.result == first.result
 
 
 def test_transient_errors_are_retried_and_leave_the_record_pending(

@@ -80,7 +80,7 @@ def test_get_a_done_prediction(alice: LoggedInUser, invoke: Invoke) -> None:
         "filename": "cat.jpg",
         "created_at": record.created_at,
         "completed_at": record.completed_at,
-        "result": record.result.as_dict(),
+        "result": record.result,
         "error": None,
         "model": {"name": "resnet50", "weights": "random"},
         "image_url": ANY,

@@ -95,7 +95,7 @@ def _predictions(user_id: str, ids: list[str]) -> dict[str, PredictionRecord]:
 
 
 def _item(feedback: FeedbackRecord, prediction: PredictionRecord | None) -> FeedbackItem:
-    result = prediction.result.as_dict() if prediction and prediction.result else {}
+    result = prediction.result if prediction and prediction.result else {}
     return FeedbackItem(
         prediction_id=feedback.prediction_id,
         object_key=prediction.object_key if prediction else None,

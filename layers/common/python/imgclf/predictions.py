@@ -86,7 +86,7 @@ def state_of(record: PredictionRecord) -> PredictionState:
         filename=record.filename,
         created_at=record.created_at,
         completed_at=record.completed_at,
-        result=None if record.result is None else Result.model_validate(record.result.as_dict()),
+        result=None if record.result is None else Result.model_validate(record.result),
         error=record.error,
         model=model,
     )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from pynamodb.attributes import (
     BooleanAttribute,
-    MapAttribute,
+    JSONAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -76,14 +76,16 @@ class PredictionRecord(Model):
     content_type = UnicodeAttribute()
     size = NumberAttribute()
     completed_at = UnicodeAttribute(null=True)
-    # {label, score, top5: [{class_id, label, score}]}
-    result = MapAttribute(null=True)
+    # {label, score, top5: [{class_id, label, score}]}, stored as one JSON string: it is
+    # only ever read whole, and one string costs a fraction of ~25 typed nested values to
+    # write, store and parse.
+    result = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
     model_name = UnicodeAttribute(null=True)
     weights = UnicodeAttribute(null=True)
     sha256 = UnicodeAttribute(null=True)
-    # {read_ms, decode_ms, inference_ms, batch_size}
-    timings = MapAttribute(null=True)
+    # {read_ms, decode_ms, inference_ms, batch_size}, one JSON string likewise
+    timings = JSONAttribute(null=True)
     expires_at = TTLAttribute(null=True)
 
     by_user = ByUserIndex()

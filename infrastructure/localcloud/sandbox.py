@@ -321,12 +321,7 @@ class FunctionPool:
         failure = worker.wait_ready(self.init_timeout)
         if failure is not None:
             # No refill here: a function whose init fails would otherwise restart forever.
-            worker.kill()
-            with self._cond:
-                if worker in self._workers:
-                    self._workers.remove(worker)
-                self._cond.notify_all()
-            self._on_change()
+            self._forget(worker)
             return failure
         return worker
 
@@ -336,13 +331,18 @@ class FunctionPool:
         used = Counter([w.cpus for w in self._workers] + self._claimed)
         return min(self.cpu_sets, key=lambda cpus: used[cpus])
 
-    def _drop(self, worker: Worker) -> None:
+    def _forget(self, worker: Worker) -> None:
+        """Kill a worker and take it out of the pool."""
         worker.kill()
         with self._cond:
             if worker in self._workers:
                 self._workers.remove(worker)
             self._cond.notify_all()
         self._on_change()
+
+    def _drop(self, worker: Worker) -> None:
+        """Forget a worker that timed out or crashed, and replace it if the pool is warm."""
+        self._forget(worker)
         self._refill()
 
     def _refill(self) -> None:

@@ -3,6 +3,10 @@
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from imgclf import api, users
 from imgclf.errors import BadRequest, Unauthorized
+from imgclf.tables import UserRecord, connect
+
+# SDK clients are made at init (tables.connect).
+connect(UserRecord)
 
 router = Router()
 

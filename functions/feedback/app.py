@@ -7,6 +7,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from imgclf import api, feedback
 from imgclf.errors import BadRequest, NotFound, Unauthorized
+from imgclf.tables import FeedbackRecord, PredictionRecord, connect
+
+# SDK clients are made at init (tables.connect).
+connect(FeedbackRecord, PredictionRecord)
 
 router = Router()
 

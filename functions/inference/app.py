@@ -20,15 +20,18 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from imgclf import inference
+from imgclf import inference, storage
 from imgclf.model import get_classifier
 from imgclf.settings import get_settings
+from imgclf.tables import PredictionRecord, connect
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-# Built and traced at init, so the first message does not pay for it.
+# Built and traced at init, so the first message does not pay for it; the SDK clients too.
 classifier = get_classifier()
+connect(PredictionRecord)
+storage.client()
 
 
 class RetryLater(Exception):

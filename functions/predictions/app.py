@@ -5,8 +5,13 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from imgclf import api, health, predictions
+from imgclf import api, health, predictions, storage
 from imgclf.errors import BadRequest, NotFound, Unauthorized
+from imgclf.tables import PredictionRecord, connect
+
+# SDK clients are made at init (tables.connect).
+connect(PredictionRecord)
+storage.client()
 
 router = Router()
 

@@ -1,8 +1,13 @@
 """POST /uploads: a pending prediction and a pre-signed S3 POST for its image."""
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from imgclf import api, uploads
+from imgclf import api, storage, uploads
 from imgclf.errors import BadRequest, PayloadTooLarge, Unauthorized
+from imgclf.tables import PredictionRecord, connect
+
+# SDK clients are made at init (tables.connect).
+connect(PredictionRecord)
+storage.client()
 
 router = Router()
 

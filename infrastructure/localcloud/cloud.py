@@ -31,6 +31,8 @@ from localcloud.template import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK, 
 log = logging.getLogger("localcloud")
 
 STATE_FILE = "state.json"
+# Sandbox changes reach the state file at most this often (the first one at once).
+STATE_WRITE_INTERVAL = 0.1
 DEMO_LOGIN = ("admin@example.com", "admin")
 # Environment variables of `localcloud up` that override the same-named template variable.
 PASSTHROUGH = ("MODEL_WEIGHTS", "INFERENCE_ENGINE", "LOG_LEVEL")
@@ -111,6 +113,7 @@ class LocalCloud:
         self.status = "starting"
         self.overrides: dict[str, str] = {}
         self._state_lock = threading.Lock()
+        self._state_changed = threading.Event()
         self._stopping = threading.Event()
         self._redis_restarts = 0
         self._owns_state = False  # never overwrite the state of another running cloud
@@ -121,6 +124,7 @@ class LocalCloud:
         """Start everything; on failure stop what did start and re-raise."""
         self._refuse_second_instance()
         self._owns_state = True
+        threading.Thread(target=self._state_writer, name="state-writer", daemon=True).start()
         try:
             self._start()
         except BaseException:
@@ -186,7 +190,7 @@ class LocalCloud:
                 concurrency=limit,
                 keep_warm=warm,
                 log_path=self.logs / f"{logical_id}.log",
-                on_change=self._write_state,
+                on_change=self._state_changed.set,
             )
         self._ensure_demo_user(functions)
         for pool in self.pools.values():
@@ -319,6 +323,19 @@ class LocalCloud:
             }
         )
         return env
+
+    def _state_writer(self) -> None:
+        """Write the state when a pool's sandboxes changed (one started or ended, took or
+        finished an event). A busy pool changes twice per invocation: writing the whole
+        state each time cost the gateway's process about 40% of its CPU under load."""
+        while not self._stopping.is_set():
+            if self._state_changed.wait(0.5):
+                self._state_changed.clear()
+                try:
+                    self._write_state()
+                except OSError:  # e.g. the state directory was removed; try again later
+                    log.exception("writing %s failed", STATE_FILE)
+                self._stopping.wait(STATE_WRITE_INTERVAL)
 
     def _write_state(self) -> None:
         if not self._owns_state:

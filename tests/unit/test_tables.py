@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import re
 
-from imgclf.tables import PENDING, PredictionRecord, UserRecord, utc_timestamp
+from imgclf.tables import (
+    PENDING,
+    FeedbackRecord,
+    PredictionRecord,
+    UserRecord,
+    connect,
+    utc_timestamp,
+)
 
 from tests.unit.factories import done_prediction, pending_prediction
 
@@ -33,3 +40,9 @@ def test_by_user_lists_one_users_predictions_newest_first(aws: None) -> None:
 def test_users_are_keyed_by_email(aws: None) -> None:
     UserRecord(email="a@example.com", user_id="u1", password_hash="h").save()
     assert UserRecord.get("a@example.com").user_id == "u1"
+
+
+def test_connect_builds_a_tables_client_at_once(aws):
+    FeedbackRecord._connection = None  # as in a fresh sandbox: no connection yet
+    connect(FeedbackRecord)
+    assert FeedbackRecord._get_connection().connection._client is not None

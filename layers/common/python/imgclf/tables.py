@@ -31,6 +31,14 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def connect(*models: type[Model]) -> None:
+    """Create these tables' DynamoDB clients now. Call it at init, as Lambda advises for SDK
+    clients: the cold start, not the first request, then pays for loading botocore's models
+    (about 0.1 CPU-s a client). No request is sent."""
+    for model in models:
+        model._get_connection().connection.client  # noqa: B018 (the property builds it)
+
+
 class _Connection:
     """Where every table lives: the region, and the emulator when AWS_ENDPOINT_URL is set."""
 

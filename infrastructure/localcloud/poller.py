@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -140,7 +141,9 @@ class SqsPoller:
         with self._lock:
             return len(self._in_flight)
 
-    def _visibility_timeout(self) -> int:
+    @functools.cached_property
+    def visibility_timeout(self) -> int:
+        """The queue's VisibilityTimeout, read at the first batch."""
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
@@ -182,14 +185,23 @@ class SqsPoller:
             raise
 
     def _handle(self, messages: list[dict]) -> None:
+        result: InvokeResult | None = None
         try:
-            self._process(messages)
+            records = [sqs_record(m, self.source.queue_arn, self.region) for m in messages]
+            result = self._invoke(records)
+        except Exception:
+            log.exception("%s: invoking a batch failed", self.source.queue_name)
+        finally:
+            # The sandbox is free: the next batch may start while this one is settled.
+            self._slots.release()
+        try:
+            if result is not None:
+                self._settle(result, records)
         except Exception:  # e.g. the endpoint went away before the deletes
-            log.exception("%s: handling a batch failed", self.source.queue_name)
+            log.exception("%s: settling a batch failed", self.source.queue_name)
         finally:
             with self._lock:
                 self._in_flight.discard(threading.current_thread())
-            self._slots.release()
 
     def _collect_batch(self) -> list[dict]:
         messages: list[dict] = []
@@ -218,9 +230,8 @@ class SqsPoller:
                 break
         return messages
 
-    def _process(self, messages: list[dict]) -> None:
-        records = [sqs_record(m, self.source.queue_arn, self.region) for m in messages]
-        keeper = _VisibilityKeeper(self.sqs, self.queue_url, records, self._visibility_timeout())
+    def _invoke(self, records: list[dict]) -> InvokeResult:
+        keeper = _VisibilityKeeper(self.sqs, self.queue_url, records, self.visibility_timeout)
         keeper.start()
         try:
             result = self.pool.invoke({"Records": records})
@@ -228,6 +239,10 @@ class SqsPoller:
             keeper.stop()
         with self._lock:
             self.batches += 1
+        return result
+
+    def _settle(self, result: InvokeResult, records: list[dict]) -> None:
+        """Delete the messages the function handled; the failed ones come back."""
         failed = failed_message_ids(result, records, self.source.report_batch_item_failures)
         done = [r for r in records if r["messageId"] not in failed]
         if not result.ok:

@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -146,12 +146,16 @@ class Decoded:
     decode_ms: float
 
 
+def start_loading(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Future[Decoded]:
+    """``load_pixels`` of one file, started now on the decoder threads (one per core:
+    Pillow decodes without the GIL); the future's result is its ``Decoded``."""
+    return _decoder_pool().submit(_timed_load, data, max_pixels)
+
+
 def load_many(files: Sequence[bytes], *, max_pixels: int = MAX_PIXELS) -> list[Decoded]:
-    """``load_pixels`` for each file, on every core: Pillow decodes without the GIL, and the
-    model waits for the whole batch anyway. One ``Decoded`` per file, in order."""
-    if len(files) <= 1:
-        return [_timed_load(data, max_pixels) for data in files]
-    return list(_decoder_pool().map(lambda data: _timed_load(data, max_pixels), files))
+    """``load_pixels`` for each file, on every core; one ``Decoded`` per file, in order."""
+    started = [start_loading(data, max_pixels=max_pixels) for data in files]
+    return [future.result() for future in started]
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -78,7 +78,7 @@ class _Item:
     record: PredictionRecord | None = None
     digest: str | None = None
     sha256: str | None = None
-    data: bytes | None = None
+    decoding: Future[images.Decoded] | None = None
     pixels: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -208,7 +208,8 @@ def _read(item: _Item, max_bytes: int) -> bool:
         _finish(item, FAILED, error=MISSING_REASON)
         return False
     item.sha256 = hashlib.sha256(data).hexdigest()
-    item.data = data
+    # Decoded while the batch's other objects are still being read.
+    item.decoding = images.start_loading(data)
     return True
 
 
@@ -221,7 +222,9 @@ def _reuse_earlier_results(batch: list[_Item], classifier: Classifier) -> list[_
     earlier = cache.read_results([item.digest or "" for item in batch])
     hits = [item for item in batch if item.digest in earlier]
     for item in hits:
-        item.data = None
+        if item.decoding is not None:
+            item.decoding.cancel()  # its pixels are not needed (if it has not started yet)
+            item.decoding = None
         item.outcome.reused = True
         item.timings.update(decode_ms=0.0, inference_ms=0.0, batch_size=0)
     _each(lambda item: _finish_done(item, earlier[item.digest or ""], classifier), hits)
@@ -229,11 +232,12 @@ def _reuse_earlier_results(batch: list[_Item], classifier: Classifier) -> list[_
 
 
 def _decode(batch: list[_Item]) -> list[_Item]:
-    """Decode the batch's files in parallel; the items whose pixels are ready."""
-    decoded = images.load_many([item.data or b"" for item in batch])
+    """Wait for the batch's files to be decoded (started as each was read); the items whose
+    pixels are ready."""
     ready = []
-    for item, result in zip(batch, decoded, strict=True):
-        item.data = None
+    for item in batch:
+        decoding, item.decoding = item.decoding, None
+        result = decoding.result()  # _read started one for every item it read
         item.timings["decode_ms"] = result.decode_ms
         try:
             if isinstance(result.error, images.ImageError):

@@ -168,6 +168,22 @@ def test_function_url_answers_like_the_api(local_cloud):
     assert reply.json()["token_type"] == "bearer"
 
 
+def test_the_state_file_follows_the_sandboxes(local_cloud):
+    # `make down` and the tests find sandboxes there; it is rewritten shortly after each change.
+    def settled(after: int) -> bool:
+        workers = local_cloud.workers("PredictionsFunction")
+        done = sum(w["invocations"] for w in workers)
+        return done >= after and not any(w["busy"] for w in workers)
+
+    before = sum(w["invocations"] for w in local_cloud.workers("PredictionsFunction"))
+    for _ in range(5):
+        assert requests.get(f"{local_cloud.api_url}/health", timeout=30).ok
+    deadline = time.monotonic() + 5
+    while not settled(before + 5):
+        assert time.monotonic() < deadline, local_cloud.workers("PredictionsFunction")
+        time.sleep(0.05)
+
+
 def test_killing_the_inference_sandbox_mid_batch_loses_no_image(local_cloud, demo):
     # Upload while watching for the sandbox to start a batch, then SIGKILL it right then.
     with ThreadPoolExecutor(1) as pool:

@@ -117,7 +117,7 @@ def classify_uploads(
     items = [_Item(obj, Outcome(obj.key, "pending")) for obj in objects]
     pending = _load_pending(items)
     read = [item for item, ok in zip(pending, _each(_read, pending, max_bytes), strict=True) if ok]
-    to_infer = _decode(_reuse_earlier_results(read, classifier))
+    to_infer = _decoded(_reuse_earlier_results(read, classifier))
     if to_infer:
         _infer(to_infer, classifier)
     for item in items:
@@ -231,7 +231,7 @@ def _reuse_earlier_results(batch: list[_Item], classifier: Classifier) -> list[_
     return [item for item in batch if item.digest not in earlier]
 
 
-def _decode(batch: list[_Item]) -> list[_Item]:
+def _decoded(batch: list[_Item]) -> list[_Item]:
     """Wait for the batch's files to be decoded (started as each was read); the items whose
     pixels are ready."""
     ready = []

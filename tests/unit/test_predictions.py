@@ -110,7 +110,7 @@ def test_a_finished_prediction_is_then_served_from_redis(
     assert_image_url(second["image_url"], alice, record.id)
 
 
-def test_pending_predictions_are_not_cached(
+def test_reading_a_pending_prediction_does_not_cache_it(
     alice: LoggedInUser, invoke: Invoke, redis_url: str
 ) -> None:
     record = pending_prediction(alice.user_id, new_id())
@@ -183,6 +183,57 @@ def test_wait_gives_up_after_n_seconds_still_pending(alice: LoggedInUser, invoke
     reply = get(invoke, alice, f"/predictions/{record.id}", wait="1")
     assert 1 <= time.monotonic() - started < 3
     assert reply.body["status"] == "pending"
+
+
+def _upload(invoke: Invoke, user: LoggedInUser) -> PredictionRecord:
+    event = rest_event(
+        "POST",
+        "/uploads",
+        body={"filename": "cat.jpg", "content_type": "image/jpeg", "size": 1000},
+        token=user.token,
+    )
+    reply = invoke("UploadsFunction", event)
+    assert reply.status == 201
+    return PredictionRecord.get(reply.body["prediction_id"])
+
+
+def test_a_long_poll_after_an_upload_reads_redis_not_dynamodb(
+    alice: LoggedInUser,
+    bob: LoggedInUser,
+    invoke: Invoke,
+    redis_url: str,
+    finish_soon: Callable[[PredictionRecord, float], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    record = _upload(invoke, alice)
+    cached = json.loads(redis.Redis.from_url(redis_url).get(f"prediction:{record.id}"))
+    assert (cached["status"], cached["user_id"]) == ("pending", alice.user_id)
+    table_reads: list[str] = []
+    real_get = PredictionRecord.get
+    monkeypatch.setattr(
+        PredictionRecord,
+        "get",
+        lambda *args, **kwargs: table_reads.append(args[0]) or real_get(*args, **kwargs),
+    )
+    finish_soon(record, 0.3)
+    reply = get(invoke, alice, f"/predictions/{record.id}", wait="10")
+    assert reply.body["status"] == "failed"
+    assert table_reads == []
+    # The cached pending state keeps its owner: anyone else gets a 404.
+    assert get(invoke, bob, f"/predictions/{_upload(invoke, alice).id}", wait="1").status == 404
+
+
+def test_a_completion_redis_missed_is_read_from_dynamodb_at_the_recheck(
+    alice: LoggedInUser, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _upload(invoke, alice)  # Redis holds it as pending
+    monkeypatch.setattr(predictions, "RECHECK_SECONDS", 0.5)
+    # Finished in DynamoDB with no cache write and no message, as when Redis was down.
+    record.update(actions=[PredictionRecord.status.set(DONE)])
+    started = time.monotonic()
+    reply = get(invoke, alice, f"/predictions/{record.id}", wait="10")
+    assert reply.body["status"] == "done"
+    assert time.monotonic() - started < 2
 
 
 def test_wait_on_a_finished_prediction_returns_at_once(alice: LoggedInUser, invoke: Invoke) -> None:

@@ -104,14 +104,23 @@ def _view(state: PredictionState, user_id: str) -> PredictionView:
     return PredictionView(**dict(state), image_url=image_url)
 
 
+def cache_state(record: PredictionRecord) -> None:
+    """Cache a prediction's state with its owner (call after its DynamoDB write).
+
+    The uploads function caches each new prediction as pending, before its image can
+    exist, so no completion can race it; readers cache only finished states.
+    """
+    cache.write_prediction(record.id, _cached(state_of(record), record.user_id))
+
+
 def publish_result(record: PredictionRecord) -> None:
     """Cache a finished prediction and wake its long-pollers (call after the DynamoDB write)."""
-    cache.write_prediction(record.id, _cached(state_of(record), record.user_id))
+    cache_state(record)
     cache.publish_status(record.id, record.status)
 
 
 def _read_cache(user_id: str, prediction_id: str) -> PredictionState | None:
-    """The finished prediction Redis holds (only finished ones are cached), or None."""
+    """The state Redis holds (pending as its upload cached it, or finished), or None."""
     cached = cache.read_prediction(prediction_id)
     if cached is None:
         return None
@@ -133,12 +142,17 @@ def _read_table(user_id: str, prediction_id: str) -> PredictionState:
     state = state_of(record)
     if state.status != PENDING:
         # Read-through: the next reader of this finished prediction is served by Redis.
+        # (Never a pending state: a completion cached meanwhile would be overwritten.)
         cache.write_prediction(state.id, _cached(state, user_id))
     return state
 
 
-def _read(user_id: str, prediction_id: str) -> PredictionState:
-    return _read_cache(user_id, prediction_id) or _read_table(user_id, prediction_id)
+def _read(user_id: str, prediction_id: str, *, trust_pending: bool = False) -> PredictionState:
+    """Redis's state if finished (or pending, when trusted), else DynamoDB's."""
+    state = _read_cache(user_id, prediction_id)
+    if state is not None and (trust_pending or state.status != PENDING):
+        return state
+    return _read_table(user_id, prediction_id)
 
 
 def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> PredictionView:
@@ -147,15 +161,18 @@ def get_prediction(user_id: str, prediction_id: str, wait: float = 0) -> Predict
     With ``wait`` > 0, a pending prediction is watched for up to ``wait`` seconds and
     returned as soon as it is done or failed (still pending if time runs out).
     """
-    state = _read_cache(user_id, prediction_id)
-    if state is not None:
-        return _view(state, user_id)
+    cached = _read_cache(user_id, prediction_id)
+    if cached is not None and cached.status != PENDING:
+        return _view(cached, user_id)
     if wait <= 0:
         return _view(_read_table(user_id, prediction_id), user_id)
     deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
     with cache.completion_waiter(prediction_id) as wait_for_completion:
-        # Subscribed before DynamoDB is read, so a completion in between is not missed.
-        state = _read_table(user_id, prediction_id)
+        # Subscribed before the state is read again, so a completion in between is not
+        # missed. A pending state in Redis spares that read DynamoDB; after a wait only a
+        # finished one is trusted, so a lost cache write delays a result at most
+        # RECHECK_SECONDS.
+        state = _read(user_id, prediction_id, trust_pending=cached is not None)
         while state.status == PENDING and (remaining := deadline - time.monotonic()) > 0:
             wait_for_completion(min(remaining, RECHECK_SECONDS))
             state = _read(user_id, prediction_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from imgclf import storage
+from imgclf import predictions, storage
 from imgclf.errors import BadRequest, PayloadTooLarge
 from imgclf.settings import get_settings
 from imgclf.tables import PredictionRecord
@@ -69,14 +69,17 @@ def create_upload(user_id: str, request: UploadRequest) -> UploadReply:
         raise PayloadTooLarge(f"size must be at most {settings.upload_max_bytes} bytes")
     prediction_id = uuid.uuid4().hex
     key = storage.upload_key(user_id, prediction_id)
-    PredictionRecord(
+    record = PredictionRecord(
         id=prediction_id,
         user_id=user_id,
         object_key=key,
         filename=request.filename,
         content_type=request.content_type,
         size=request.size,
-    ).save(condition=PredictionRecord.id.does_not_exist())
+    )
+    record.save(condition=PredictionRecord.id.does_not_exist())
+    # The client's first long-poll then reads Redis, not DynamoDB.
+    predictions.cache_state(record)
     return UploadReply(
         prediction_id=prediction_id,
         upload=PresignedPost.model_validate(storage.presign_upload(key, request.content_type)),

@@ -430,9 +430,9 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "",
         f"Run {summary['started_at']} on this machine ({summary['machine']}), written by "
         "`make load` (`python -m load.run`). Local cloud with `MODEL_WEIGHTS=random` (same "
-        "compute as ImageNet weights), Locust headless on the same 2 cores. One local cloud "
-        "per number of inference sandboxes; its scenarios run in rising order of users, "
-        f"{settings['duration_s']} s each, each after a warm-up (two classifies per inference "
+        "compute as ImageNet weights), Locust headless on the same 2 cores. Each scenario runs "
+        "on a fresh local cloud (no data from earlier scenarios) for "
+        f"{settings['duration_s']} s, after a warm-up (two classifies per inference "
         "sandbox, one predictions sandbox per user, so no cold start is measured). Users log in "
         f"once ({settings.get('accounts') or 1} accounts), think "
         f"{settings['wait_min']}-{settings['wait_max']} s between tasks, and mix classify 6 : "

@@ -3,11 +3,13 @@
 Steps, all on 127.0.0.1 and bounded in time:
 1. The raw engine on this machine (a subprocess, before any load): ResNet50 as imgclf.model's
    compiled graph, images/s at its best batch and batch-1 latency.
-2. For each number of inference sandboxes (1, 2): a fresh local cloud (MODEL_WEIGHTS=random)
-   with a few load-test accounts; then for each number of users (1, 10, 25, 50, 100, 200):
-   warm-up (a classify per inference sandbox, a predictions sandbox per user), Locust headless
-   for LOAD_DURATION seconds, then the runner waits for every upload the users did not wait
-   for and counts uploads against finished results.
+2. For each number of inference sandboxes (1, 2) and each number of users (1, 10, 25, 50,
+   100, 200): a fresh local cloud (MODEL_WEIGHTS=random) with a few load-test accounts,
+   warm-up (two classifies per inference sandbox, a predictions sandbox per user), Locust
+   headless for LOAD_DURATION seconds, then the runner waits for every upload the users did
+   not wait for and counts uploads against finished results. A fresh cloud each time, so no
+   scenario inherits another's data: moto answers a Query by reading every item of the
+   partition (DynamoDB reads only the page), so its cost would grow with earlier scenarios.
 3. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
 
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
@@ -654,34 +656,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     for sandboxes in sandbox_counts:
         prefix = f"{label}-" if label else ""
-        state_dir = RESULTS_DIR / f"{prefix}cloud-{sandboxes}"
-        started = time.monotonic()
-        with start_local_cloud(
-            sandboxes, state_dir, predictions_concurrency=max(4, *users), template=template
-        ) as cloud:
-            accounts = add_accounts(cloud, args.accounts)
-            print(
-                f"local cloud with {sandboxes} inference sandbox(es) up in "
-                f"{time.monotonic() - started:.0f} s at {cloud.api_url}",
-                flush=True,
-            )
-            for count in users:
-                print(f"{sandboxes} sandbox(es), {count} users, {args.duration} s ...", flush=True)
-                out_dir = RESULTS_DIR / f"{prefix}sandboxes-{sandboxes}-users-{count}"
-                row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
-                summary["scenarios"].append(row)
-                e2e = report.e2e_stats(row)
+        for count in users:
+            out_dir = RESULTS_DIR / f"{prefix}sandboxes-{sandboxes}-users-{count}"
+            started = time.monotonic()
+            with start_local_cloud(
+                sandboxes,
+                RESULTS_DIR / f"{prefix}cloud",
+                predictions_concurrency=max(4, count),
+                template=template,
+            ) as cloud:
+                accounts = add_accounts(cloud, args.accounts)
                 print(
-                    f"  {row['aggregated']['requests']} requests, "
-                    f"{row['failed_requests_whole_run']} failed (whole run), "
-                    f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s, "
-                    f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
-                    f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
-                    f"batches {row['inference_batches']} (mean {row['mean_batch_size']}), "
-                    f"per sandbox {row['invocations_by_sandbox']}",
+                    f"{sandboxes} sandbox(es), {count} users, {args.duration} s: local cloud "
+                    f"up in {time.monotonic() - started:.0f} s at {cloud.api_url} ...",
                     flush=True,
                 )
-                summary_path.write_text(json.dumps(summary, indent=2))
+                row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
+            summary["scenarios"].append(row)
+            e2e = report.e2e_stats(row)
+            print(
+                f"  {row['aggregated']['requests']} requests, "
+                f"{row['failed_requests_whole_run']} failed (whole run), "
+                f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s, "
+                f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
+                f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
+                f"batches {row['inference_batches']} (mean {row['mean_batch_size']}), "
+                f"per sandbox {row['invocations_by_sandbox']}",
+                flush=True,
+            )
+            summary_path.write_text(json.dumps(summary, indent=2))
     path = report.rewrite_report()
     print(f"wrote {path.relative_to(ROOT)}" if path else f"wrote {summary_path}")
     bad = [s for s in summary["scenarios"] if s["failed_requests_whole_run"] or s["lost"]]

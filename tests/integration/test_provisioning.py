@@ -26,13 +26,29 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def moto_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("moto") / "moto.log"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(moto_log: Path) -> Iterator[str]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     port = services.free_port()
-    moto = services.moto_server(port, tmp_path_factory.mktemp("moto") / "moto.log")
+    moto = services.moto_server(port, moto_log)
     yield f"http://127.0.0.1:{port}"
     moto.stop()
+
+
+def test_moto_logs_no_line_per_request(moto_endpoint: str, moto_log: Path) -> None:
+    sqs = aws_clients(moto_endpoint, "us-east-1")["sqs"]
+    for _ in range(3):
+        sqs.list_queues()
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName="no-such-queue")
+    log = moto_log.read_text()
+    assert "POST / HTTP/1.1" not in log
+    assert "Running on" not in log
 
 
 def test_provisioning_builds_what_the_template_declares_idempotently(moto_endpoint):

@@ -108,9 +108,30 @@ def e2e_stats(scenario: dict) -> dict:
     )
 
 
+def latency_factor(scenario: dict) -> float:
+    """The scenario's classify e2e median over the batch-1 latency of its raw engine."""
+    median = e2e_stats(scenario)["median_ms"]
+    return (median or float("inf")) / scenario["engine"]["batch1_ms"]
+
+
+def engine_range(summary: dict) -> str:
+    """The raw engine's figures over the run's scenarios, e.g. "20.1-22.5 images/s, batch-1
+    46-50 ms"."""
+    rates = [s["engine"]["images_per_s"] for s in summary["scenarios"]]
+    batch1 = [s["engine"]["batch1_ms"] for s in summary["scenarios"]]
+    return (
+        f"{min(rates):.1f}-{max(rates):.1f} images/s, batch-1 {min(batch1):.0f}-"
+        f"{max(batch1):.0f} ms"
+    )
+
+
+def _median_engine(summary: dict, figure: str) -> float:
+    values = sorted(s["engine"][figure] for s in summary["scenarios"])
+    return values[len(values) // 2]
+
+
 def evaluate_targets(summary: dict) -> list[dict]:
     """Each target with the measured value and whether it was met."""
-    engine = summary["engine"]
     rows = []
     failed = [s for s in summary["scenarios"] if failed_requests(s)]
     lost = [s for s in summary["scenarios"] if s["lost"]]
@@ -139,25 +160,27 @@ def evaluate_targets(summary: dict) -> list[dict]:
         }
     )
     at50 = [s for s in summary["scenarios"] if s["users"] == 50]
-    if at50 and engine.get("images_per_s"):
-        best = max(at50, key=lambda s: e2e_stats(s)["rps"])
+    if at50:
+        best = max(at50, key=lambda s: e2e_stats(s)["rps"] / s["engine"]["images_per_s"])
+        engine = best["engine"]
         share = e2e_stats(best)["rps"] / engine["images_per_s"]
         rows.append(
             {
                 "target": "classify e2e throughput at 50 users >= 60% of the raw engine",
                 "measured": (
                     f"{e2e_stats(best)['rps']:.1f} img/s ({best['sandboxes']} sandbox"
-                    f"{'es' if best['sandboxes'] > 1 else ''}) = {share:.0%} of "
+                    f"{'es' if best['sandboxes'] > 1 else ''}) = {share:.1%} of "
                     f"{engine['images_per_s']:.1f} img/s"
                 ),
                 "met": share >= TARGET_THROUGHPUT_SHARE,
             }
         )
     at1 = [s for s in summary["scenarios"] if s["users"] == 1]
-    if at1 and engine.get("batch1_ms"):
-        best = min(at1, key=lambda s: e2e_stats(s)["median_ms"] or float("inf"))
+    if at1:
+        best = min(at1, key=latency_factor)
         median = e2e_stats(best)["median_ms"]
-        factor = (median or float("inf")) / engine["batch1_ms"]
+        factor = latency_factor(best)
+        engine = best["engine"]
         rows.append(
             {
                 "target": "classify e2e median at 1 user <= 3x the raw batch-1 latency",
@@ -169,23 +192,23 @@ def evaluate_targets(summary: dict) -> list[dict]:
 
 
 def _summary_table(summary: dict) -> list[str]:
-    engine_ips = summary["engine"].get("images_per_s") or 0.0
     lines = [
         "| sandboxes | users | requests | failed | RPS | classify e2e/s | e2e median ms "
-        "| e2e p95 ms | uploads | finished | lost | e2e/s / engine | mean batch "
-        "| batches per sandbox | login median / p95 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| e2e p95 ms | uploads | finished | lost | raw engine img/s | e2e/s / engine "
+        "| mean batch | batches per sandbox | login median / p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for sandboxes in _sandbox_counts(summary):
         for s in _scenarios(summary, sandboxes):
             agg, e2e = s["aggregated"], e2e_stats(s)
-            share = f"{e2e['rps'] / engine_ips:.0%}" if engine_ips else "-"
+            engine_ips = s["engine"]["images_per_s"]
             logins = f"{_fmt_ms(s.get('login_median_ms'))} / {_fmt_ms(s.get('login_p95_ms'))}"
             lines.append(
                 f"| {sandboxes} | {s['users']} | {agg['requests']:,} "
                 f"| {failed_requests(s)} | {agg['rps']:.1f} "
                 f"| {e2e['rps']:.1f} | {_fmt_ms(e2e['median_ms'])} | {_fmt_ms(e2e['p95_ms'])} "
-                f"| {s['uploads']:,} | {s['finished']:,} | {s['lost']} | {share} "
+                f"| {s['uploads']:,} | {s['finished']:,} | {s['lost']} | {engine_ips:.1f} "
+                f"| {e2e['rps'] / engine_ips:.0%} "
                 f"| {s.get('mean_batch_size') or '-'} "
                 f"| {' / '.join(str(n) for n in s.get('invocations_by_sandbox', [])) or '-'} "
                 f"| {logins} |"
@@ -302,7 +325,6 @@ def _comparison_table(summary: dict) -> list[str]:
 
 def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
     """Draw throughput and latency against users, 1 vs 2 sandboxes; return the file names."""
-    engine_ips = summary["engine"].get("images_per_s")
     styles = {1: ("tab:blue", "o"), 2: ("tab:orange", "s")}
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -325,14 +347,20 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
             color=colour,
             label=f"classify e2e/s, {_sandboxes_label(sandboxes)}",
         )
-    if engine_ips:
-        ax.axhline(engine_ips, color="black", linewidth=1, label="raw engine images/s")
-        ax.axhline(
-            engine_ips * TARGET_THROUGHPUT_SHARE,
-            color="grey",
+        ax.plot(
+            users,
+            [s["engine"]["images_per_s"] for s in rows],
+            color=colour,
+            linewidth=1,
             linestyle=":",
-            label="target: 60% of raw engine",
+            label=f"raw engine images/s before each scenario, {_sandboxes_label(sandboxes)}",
         )
+    ax.axhline(
+        _median_engine(summary, "images_per_s") * TARGET_THROUGHPUT_SHARE,
+        color="grey",
+        linestyle=":",
+        label="target: 60% of the raw engine (its median over the run)",
+    )
     ax.axhspan(*ORIGINAL["rps"], color="red", alpha=0.15, label="original: 3.3-7.5 RPS")
     _user_ticks(ax, summary)
     ax.set_xlabel("concurrent users")
@@ -373,13 +401,12 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
         linestyle=":",
         label="original: predict median",
     )
-    if summary["engine"].get("batch1_ms"):
-        ax.axhline(
-            summary["engine"]["batch1_ms"] * TARGET_LATENCY_FACTOR,
-            color="grey",
-            linestyle=":",
-            label="target at 1 user: 3x raw batch-1 latency",
-        )
+    ax.axhline(
+        _median_engine(summary, "batch1_ms") * TARGET_LATENCY_FACTOR,
+        color="grey",
+        linestyle=":",
+        label="target at 1 user: 3x raw batch-1 latency (its median over the run)",
+    )
     ax.set_yscale("log")
     _user_ticks(ax, summary)
     ax.set_xlabel("concurrent users")
@@ -395,14 +422,12 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
 
 def _variant_section(variant: dict) -> list[str]:
     size, window = variant["settings"]["batching"].split(":")
-    engine = variant["engine"]
     return [
         f"## Variant: BatchSize {size}, MaximumBatchingWindowInSeconds {window}",
         "",
         f"`LOAD_BATCHING={size}:{window} make load` (run {variant['started_at']}): the same "
         "scenarios on a copy of template.yaml whose inference SQS event has these settings. "
-        f"Raw engine in that run: {engine['images_per_s']:.1f} images/s, batch-1 "
-        f"{engine['batch1_ms']:.0f} ms.",
+        f"Raw engine before each of its scenarios: {engine_range(variant)}.",
         "",
         *_summary_table(variant),
         "",
@@ -418,7 +443,7 @@ def _variant_section(variant: dict) -> list[str]:
 
 def render_report(summary: dict, variants: list[dict] | None = None) -> str:
     """The Markdown report for one run (and any variant runs beside it)."""
-    engine = summary["engine"]
+    engine = summary["scenarios"][0]["engine"]
     settings = summary["settings"]
     batching = (
         f"BatchSize:window `{settings['batching']}`"
@@ -439,12 +464,14 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "list 2 : get 2 : feedback 1; every upload has unique bytes (no dedup hits). "
         f"Inference batching: {batching}.",
         "",
-        "## Raw engine (same machine, same run, before the load)",
+        "## Raw engine (same machine, same run, right before each scenario)",
         "",
-        f"- {engine.get('description', 'ResNet50 fp32 forward pass as a compiled graph')}",
-        f"- throughput: **{engine.get('images_per_s', 0):.1f} images/s** "
-        f"(batch {engine.get('batch_size', '-')}, the better of batch 16 and 32)",
-        f"- batch-1 latency: **{engine.get('batch1_ms', 0):.0f} ms**",
+        f"- {engine['description']}",
+        "- measured in a subprocess before each scenario, with none of the local cloud "
+        "running: this machine is shared and its speed drifts over a run, so each scenario "
+        "is compared with the engine measured next to it (the summary table's raw engine "
+        "column); images/s at the better of batch 16 and 32",
+        f"- over this run: **{engine_range(summary)}**",
         "",
         "## Targets",
         "",
@@ -550,11 +577,10 @@ README_END = "<!-- /load-report -->"
 
 def readme_block(summary: dict) -> str:
     """The README's load-test figures: targets, the summary table, the side by side, plots."""
-    engine = summary["engine"]
     lines = [
         f"Measured by `make load` on {summary['started_at']} (full report: "
-        "[load/REPORT.md](load/REPORT.md)). Raw engine in the same run: "
-        f"{engine['images_per_s']:.1f} images/s, batch-1 {engine['batch1_ms']:.0f} ms.",
+        "[load/REPORT.md](load/REPORT.md)). Raw engine, measured right before each "
+        f"scenario: {engine_range(summary)}.",
         "",
         "| target | measured | met |",
         "|---|---|---|",

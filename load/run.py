@@ -1,16 +1,17 @@
-"""`make load`: measure the raw engine, then load the local cloud with Locust, then report.
+"""`make load`: load the local cloud with Locust, each scenario beside the raw engine; report.
 
 Steps, all on 127.0.0.1 and bounded in time:
-1. The raw engine on this machine (a subprocess, before any load): ResNet50 as imgclf.model's
-   compiled graph, images/s at its best batch and batch-1 latency.
-2. For each number of inference sandboxes (1, 2) and each number of users (1, 10, 25, 50,
-   100, 200): a fresh local cloud (MODEL_WEIGHTS=random) with a few load-test accounts,
+1. For each number of inference sandboxes (1, 2) and each number of users (1, 10, 25, 50,
+   100, 200): the raw engine (a subprocess, nothing else of ours running): ResNet50 as
+   imgclf.model's compiled graph, images/s at its best batch and batch-1 latency, measured
+   right before the scenario, because this shared machine's speed drifts over a run; then
+   a fresh local cloud (MODEL_WEIGHTS=random) with a few load-test accounts,
    warm-up (two classifies per inference sandbox, a predictions sandbox per user), Locust
    headless for LOAD_DURATION seconds, then the runner waits for every upload the users did
    not wait for and counts uploads against finished results. A fresh cloud each time, so no
    scenario inherits another's data: moto answers a Query by reading every item of the
    partition (DynamoDB reads only the page), so its cost would grow with earlier scenarios.
-3. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
+2. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
 
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
 LOAD_DURATION (seconds per scenario, default 45), LOAD_WAIT_MIN / LOAD_WAIT_MAX (think time,
@@ -646,18 +647,16 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": [],
     }
     summary_path = report.summary_path(label)
-    print("measuring the raw engine ...", flush=True)
-    summary["engine"] = measure_engine()
-    print(
-        f"raw engine: {summary['engine']['images_per_s']:.1f} images/s "
-        f"(batch {summary['engine']['batch_size']}), "
-        f"batch-1 {summary['engine']['batch1_ms']:.0f} ms",
-        flush=True,
-    )
     for sandboxes in sandbox_counts:
         prefix = f"{label}-" if label else ""
         for count in users:
             out_dir = RESULTS_DIR / f"{prefix}sandboxes-{sandboxes}-users-{count}"
+            engine = measure_engine()
+            print(
+                f"raw engine: {engine['images_per_s']:.1f} images/s "
+                f"(batch {engine['batch_size']}), batch-1 {engine['batch1_ms']:.0f} ms",
+                flush=True,
+            )
             started = time.monotonic()
             with start_local_cloud(
                 sandboxes,
@@ -672,12 +671,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
-            summary["scenarios"].append(row)
+            summary["scenarios"].append({**row, "engine": engine})
             e2e = report.e2e_stats(row)
             print(
                 f"  {row['aggregated']['requests']} requests, "
                 f"{row['failed_requests_whole_run']} failed (whole run), "
-                f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s, "
+                f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s "
+                f"({e2e['rps'] / engine['images_per_s']:.0%} of the raw engine), "
                 f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
                 f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
                 f"batches {row['inference_batches']} (mean {row['mean_batch_size']}), "

@@ -115,10 +115,11 @@ def latency_factor(scenario: dict) -> float:
 
 
 def engine_range(summary: dict) -> str:
-    """The raw engine's figures over the run's scenarios, e.g. "20.1-22.5 images/s, batch-1
-    46-50 ms"."""
-    rates = [s["engine"]["images_per_s"] for s in summary["scenarios"]]
-    batch1 = [s["engine"]["batch1_ms"] for s in summary["scenarios"]]
+    """Every raw engine measurement of the run, as ranges, e.g. "20.1-22.5 images/s,
+    batch-1 46-50 ms"."""
+    measured = [s["engine"][when] for s in summary["scenarios"] for when in ("before", "after")]
+    rates = [engine["images_per_s"] for engine in measured]
+    batch1 = [engine["batch1_ms"] for engine in measured]
     return (
         f"{min(rates):.1f}-{max(rates):.1f} images/s, batch-1 {min(batch1):.0f}-"
         f"{max(batch1):.0f} ms"
@@ -353,7 +354,7 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
             color=colour,
             linewidth=1,
             linestyle=":",
-            label=f"raw engine images/s before each scenario, {_sandboxes_label(sandboxes)}",
+            label=f"raw engine images/s around each scenario, {_sandboxes_label(sandboxes)}",
         )
     ax.axhline(
         _median_engine(summary, "images_per_s") * TARGET_THROUGHPUT_SHARE,
@@ -427,7 +428,7 @@ def _variant_section(variant: dict) -> list[str]:
         "",
         f"`LOAD_BATCHING={size}:{window} make load` (run {variant['started_at']}): the same "
         "scenarios on a copy of template.yaml whose inference SQS event has these settings. "
-        f"Raw engine before each of its scenarios: {engine_range(variant)}.",
+        f"Raw engine around its scenarios: {engine_range(variant)}.",
         "",
         *_summary_table(variant),
         "",
@@ -464,14 +465,15 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "list 2 : get 2 : feedback 1; every upload has unique bytes (no dedup hits). "
         f"Inference batching: {batching}.",
         "",
-        "## Raw engine (same machine, same run, right before each scenario)",
+        "## Raw engine (same machine, same run, around each scenario)",
         "",
         f"- {engine['description']}",
-        "- measured in a subprocess before each scenario, with none of the local cloud "
-        "running: this machine is shared and its speed drifts over a run, so each scenario "
-        "is compared with the engine measured next to it (the summary table's raw engine "
-        "column); images/s at the better of batch 16 and 32",
-        f"- over this run: **{engine_range(summary)}**",
+        "- measured in a subprocess before the first scenario and after each one, with "
+        "none of the local cloud running: this machine is shared and its speed drifts over "
+        "a run, so each scenario is compared with the mean of the measurements right before "
+        "and right after it (the summary table's raw engine column); images/s at the better "
+        "of batch 16 and 32",
+        f"- every measurement of this run: **{engine_range(summary)}**",
         "",
         "## Targets",
         "",
@@ -543,7 +545,7 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "## Reproduce",
         "",
         "```sh",
-        "make load                                   # the full run (about 25 minutes)",
+        "make load                                   # the full run (about 40 minutes)",
         "LOAD_DURATION=15 LOAD_USERS=1,10,50 make load   # a quick one",
         "python -m load.report                       # rewrite this file from the last run",
         "```",
@@ -579,8 +581,8 @@ def readme_block(summary: dict) -> str:
     """The README's load-test figures: targets, the summary table, the side by side, plots."""
     lines = [
         f"Measured by `make load` on {summary['started_at']} (full report: "
-        "[load/REPORT.md](load/REPORT.md)). Raw engine, measured right before each "
-        f"scenario: {engine_range(summary)}.",
+        "[load/REPORT.md](load/REPORT.md)). Raw engine, measured around each scenario "
+        f"(each is compared with the mean of the two next to it): {engine_range(summary)}.",
         "",
         "| target | measured | met |",
         "|---|---|---|",

@@ -2,15 +2,16 @@
 
 Steps, all on 127.0.0.1 and bounded in time:
 1. For each number of inference sandboxes (1, 2) and each number of users (1, 10, 25, 50,
-   100, 200): the raw engine (a subprocess, nothing else of ours running): ResNet50 as
-   imgclf.model's compiled graph, images/s at its best batch and batch-1 latency, measured
-   right before the scenario, because this shared machine's speed drifts over a run; then
-   a fresh local cloud (MODEL_WEIGHTS=random) with a few load-test accounts,
-   warm-up (two classifies per inference sandbox, a predictions sandbox per user), Locust
-   headless for LOAD_DURATION seconds, then the runner waits for every upload the users did
-   not wait for and counts uploads against finished results. A fresh cloud each time, so no
-   scenario inherits another's data: moto answers a Query by reading every item of the
-   partition (DynamoDB reads only the page), so its cost would grow with earlier scenarios.
+   100, 200), between two measurements of the raw engine (a subprocess, nothing else of
+   ours running: ResNet50 as imgclf.model's compiled graph, images/s at its best batch and
+   batch-1 latency), whose mean the scenario is compared with, because this shared
+   machine's speed drifts over a run: a fresh local cloud (MODEL_WEIGHTS=random) with a few
+   load-test accounts, warm-up (two classifies per inference sandbox, a predictions
+   sandbox per user), Locust headless for LOAD_DURATION seconds, then the runner waits for
+   every upload the users did not wait for and counts uploads against finished results.
+   A fresh cloud each time, so no scenario inherits another's data: moto answers a Query
+   by reading every item of the partition (DynamoDB reads only the page), so its cost
+   would grow with earlier scenarios.
 2. load/results/summary.json, then load/REPORT.md and the PNG plots (load.report).
 
 Settings (environment or flags): LOAD_USERS (e.g. "1,10,50"), LOAD_SANDBOXES ("1,2"),
@@ -83,7 +84,25 @@ def measure_engine() -> dict:
     )
     if completed.returncode != 0:
         raise RuntimeError(f"engine measurement failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    engine = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(
+        f"raw engine: {engine['images_per_s']:.1f} images/s (batch {engine['batch_size']}), "
+        f"batch-1 {engine['batch1_ms']:.0f} ms",
+        flush=True,
+    )
+    return engine
+
+
+def bracketing_engine(before: dict, after: dict) -> dict:
+    """The raw engine a scenario is compared with: the mean of the measurements right before
+    and right after it (both kept), since this shared machine's speed drifts."""
+    return {
+        "description": before["description"],
+        "images_per_s": (before["images_per_s"] + after["images_per_s"]) / 2,
+        "batch1_ms": (before["batch1_ms"] + after["batch1_ms"]) / 2,
+        "before": before,
+        "after": after,
+    }
 
 
 def inference_engine() -> str:
@@ -647,16 +666,11 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": [],
     }
     summary_path = report.summary_path(label)
+    before = measure_engine()
     for sandboxes in sandbox_counts:
         prefix = f"{label}-" if label else ""
         for count in users:
             out_dir = RESULTS_DIR / f"{prefix}sandboxes-{sandboxes}-users-{count}"
-            engine = measure_engine()
-            print(
-                f"raw engine: {engine['images_per_s']:.1f} images/s "
-                f"(batch {engine['batch_size']}), batch-1 {engine['batch1_ms']:.0f} ms",
-                flush=True,
-            )
             started = time.monotonic()
             with start_local_cloud(
                 sandboxes,
@@ -671,13 +685,16 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 row = run_scenario(cloud, sandboxes, count, args.duration, out_dir, accounts)
-            summary["scenarios"].append({**row, "engine": engine})
+            after = measure_engine()
+            row["engine"] = bracketing_engine(before, after)
+            before = after
+            summary["scenarios"].append(row)
             e2e = report.e2e_stats(row)
             print(
                 f"  {row['aggregated']['requests']} requests, "
                 f"{row['failed_requests_whole_run']} failed (whole run), "
                 f"{row['aggregated']['rps']:.1f} RPS; classify e2e {e2e['rps']:.1f}/s "
-                f"({e2e['rps'] / engine['images_per_s']:.0%} of the raw engine), "
+                f"({e2e['rps'] / row['engine']['images_per_s']:.0%} of the raw engine), "
                 f"median {e2e['median_ms']} ms, p95 {e2e['p95_ms']} ms; uploads "
                 f"{row['uploads']}, finished {row['finished']}, lost {row['lost']}; "
                 f"batches {row['inference_batches']} (mean {row['mean_batch_size']}), "

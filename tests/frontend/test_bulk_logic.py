@@ -9,6 +9,7 @@ import _thread
 import csv
 import hashlib
 import json
+import signal
 import threading
 import time
 from io import BytesIO
@@ -222,10 +223,27 @@ def test_the_feedback_manifest_has_the_label_to_train_on(tmp_path):
     ]
 
 
-def test_an_interrupted_run_keeps_what_was_uploaded_and_a_rerun_only_polls_it(folder, tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as in a terminal: a shell starts background jobs
+    with SIGINT ignored, and then _thread.interrupt_main() does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_run_keeps_what_was_uploaded_and_a_rerun_only_polls_it(
+    folder, tmp_path, ctrl_c_raises
+):
+    ctrl_c = threading.Lock()
+
     class InterruptedApi(MemoryApi):
         def wait_for(self, prediction_id, timeout=120):
-            _thread.interrupt_main()  # Ctrl-C while the results are awaited
+            if ctrl_c.acquire(blocking=False):
+                deadline = time.monotonic() + 10
+                while len(self.uploads) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)  # until every image is sent and its result awaited
+                _thread.interrupt_main()  # then one Ctrl-C
             time.sleep(0.5)
             return Prediction(id=prediction_id, status="pending")
 

@@ -8,7 +8,7 @@ only: Redis and DynamoDB hold the prediction's state, never a link.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -92,9 +92,9 @@ def state_of(record: PredictionRecord) -> PredictionState:
     )
 
 
-def _cached(state: PredictionState, user_id: str) -> dict[str, Any]:
+def _cache(state: PredictionState, user_id: str) -> None:
     # The owner is cached with the state, so a cache hit can still refuse other users.
-    return {**state.model_dump(), "user_id": user_id}
+    cache.write_prediction(state.id, {**state.model_dump(), "user_id": user_id})
 
 
 def _view(state: PredictionState, user_id: str) -> PredictionView:
@@ -110,7 +110,7 @@ def cache_state(record: PredictionRecord) -> None:
     The uploads function caches each new prediction as pending, before its image can
     exist, so no completion can race it; readers cache only finished states.
     """
-    cache.write_prediction(record.id, _cached(state_of(record), record.user_id))
+    _cache(state_of(record), record.user_id)
 
 
 def publish_result(record: PredictionRecord) -> None:
@@ -143,7 +143,7 @@ def _read_table(user_id: str, prediction_id: str) -> PredictionState:
     if state.status != PENDING:
         # Read-through: the next reader of this finished prediction is served by Redis.
         # (Never a pending state: a completion cached meanwhile would be overwritten.)
-        cache.write_prediction(state.id, _cached(state, user_id))
+        _cache(state, user_id)
     return state
 
 

@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_int("LOCALCLOUD_SQS_VISIBILITY_TIMEOUT", 30),
         help="cap on queue visibility timeouts, seconds (0: the template's)",
     )
+    up.add_argument(
+        "--save-interval",
+        type=float,
+        default=float(os.environ.get("LOCALCLOUD_SAVE_INTERVAL", 2.0)),
+        help="save tables and buckets to <state dir>/saved/ this often while functions run, "
+        "seconds (0: only at stop)",
+    )
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        default=os.environ.get("LOCALCLOUD_FRESH") == "1",
+        help="start empty instead of restoring the saved state (kept in saved.before-fresh/)",
+    )
 
     commands.add_parser("down", parents=[common], help="stop the local cloud started from here")
 
@@ -161,6 +174,8 @@ def config_from(args: argparse.Namespace) -> CloudConfig:
             k: int(v) for k, v in _pairs(args.concurrency, "--concurrency").items()
         }
         config.sqs_visibility_timeout = args.sqs_visibility_timeout or None
+        config.save_interval = args.save_interval
+        config.fresh = args.fresh
     return config
 
 
@@ -202,6 +217,8 @@ def _banner(local: LocalCloud) -> str:
         f"  Redis                                 {local.redis_url}",
         f"  Demo login                            {cloud.DEMO_LOGIN[0]} / {cloud.DEMO_LOGIN[1]}",
         f"  Logs                                  {local.logs}",
+        f"  Saved state (restored {local.restored})",
+        f"                                        {local.state_dir / 'saved'}",
         "Ctrl-C (or `make down`) stops everything.",
     ]
     return "\n".join(lines)

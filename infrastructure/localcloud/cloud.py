@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from localcloud.gateway import FunctionUrl, HttpServer, RestGateway
 from localcloud.poller import SqsPoller
 from localcloud.provision import aws_clients, provision
 from localcloud.sandbox import FunctionPool, lambda_environment
+from localcloud.saved_state import SAVED_DIR, SavedState, Saver
 from localcloud.services import ManagedProcess, ProcessRecord
 from localcloud.template import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK, Template
 
@@ -64,6 +66,10 @@ class CloudConfig:
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT
     redis_restart_delay: float = 1.0
+    # Durable state (saved_state.py): save this often while functions run (0: only at stop);
+    # fresh=True starts empty (the previous save is moved to saved.before-fresh/).
+    save_interval: float = 2.0
+    fresh: bool = False
 
     def resolved_port(self, port: int) -> int:
         """The port itself, or a free one for 0."""
@@ -117,6 +123,9 @@ class LocalCloud:
         self._stopping = threading.Event()
         self._redis_restarts = 0
         self._owns_state = False  # never overwrite the state of another running cloud
+        self.saver: Saver | None = None
+        self.restored = ""  # what the restore at start put back, for the banner
+        self.down: list[str] = []  # data services that died under the running cloud
 
     # ---- start --------------------------------------------------------------------------
 
@@ -166,6 +175,7 @@ class LocalCloud:
         provisioned = provision(
             self.template, clients, max_visibility_timeout=config.sqs_visibility_timeout
         )
+        self._restore_saved_state()
 
         functions = self.template.functions()
         overrides = {"REDIS_URL": self.redis_url}
@@ -190,7 +200,7 @@ class LocalCloud:
                 concurrency=limit,
                 keep_warm=warm,
                 log_path=self.logs / f"{logical_id}.log",
-                on_change=self._state_changed.set,
+                on_change=self._pool_changed,
             )
         self._ensure_demo_user(functions)
         for pool in self.pools.values():
@@ -231,6 +241,8 @@ class LocalCloud:
 
         if config.frontend:
             self._start_frontend()
+        if self.saver is not None:
+            self.saver.start()
         self.status = "ready"
         self._write_state()
 
@@ -244,6 +256,28 @@ class LocalCloud:
                 f"a local cloud already runs from {self.state_dir} (PID {record.pid}); "
                 "stop it with `python -m localcloud down`"
             )
+
+    def _restore_saved_state(self) -> None:
+        # After provisioning (the tables and buckets exist), before any function runs.
+        assert self.template is not None
+        directory = self.state_dir / SAVED_DIR
+        if self.config.fresh and directory.exists():
+            aside = directory.with_name(f"{SAVED_DIR}.before-fresh")
+            shutil.rmtree(aside, ignore_errors=True)
+            directory.rename(aside)
+            log.warning("--fresh: starting empty; the previous saved state is in %s", aside)
+        saved = SavedState(directory, self.template, self.endpoint, self.config.region)
+        report = saved.restore()
+        self.restored = str(report)
+        if report.skipped:
+            self.restored += f"; left alone: {', '.join(report.skipped)}"
+        log.warning("saved state restored from %s: %s", directory, self.restored)
+        self.saver = Saver(saved, self.config.save_interval)
+
+    def _pool_changed(self) -> None:
+        self._state_changed.set()
+        if self.saver is not None:
+            self.saver.changed()
 
     def _start_redis(self) -> None:
         self.redis = services.redis_server(
@@ -357,6 +391,8 @@ class LocalCloud:
                 "aws_endpoint": self.endpoint,
                 "redis_url": self.redis_url,
                 "redis_restarts": self._redis_restarts,
+                "down": self.down,
+                "saved_state": self._saved_state_summary(),
                 "demo_login": {"email": DEMO_LOGIN[0], "password": DEMO_LOGIN[1]},
                 "env": self.client_env() if self.pools else {},
                 # The local values given to the functions (invoke reuses them).
@@ -372,16 +408,38 @@ class LocalCloud:
             tmp.chmod(0o600)  # it holds the local JWT secret
             tmp.replace(path)
 
+    def _saved_state_summary(self) -> dict[str, Any]:
+        saver = self.saver
+        if saver is None:
+            return {}
+        return {
+            "dir": str(saver.saved.directory),
+            "restored": self.restored,
+            "last_saved_at": saver.last_saved_at,
+            "last_save": str(saver.last) if saver.last else None,
+            "failures": saver.failures,
+        }
+
     # ---- run and stop ---------------------------------------------------------------------
 
     def watch(self) -> None:
         """Until stopped: bring back our redis-server if it dies (a cache restart loses
-        nothing: DynamoDB is the record); give up if moto dies."""
+        nothing: DynamoDB is the record). If moto dies, say so and keep serving: the
+        functions answer 503 until the next start restores the saved state."""
         redis_down_since: float | None = None
         while not self._stopping.wait(0.25):
-            if self.moto is not None and not self.moto.alive():
-                log.error("moto exited; see %s", self.moto.log_path)
-                return
+            if self.moto is not None and not self.moto.alive() and "moto" not in self.down:
+                self.down.append("moto")
+                if self.saver is not None:
+                    self.saver.suspend()
+                saved_at = self.saver.saved_at_text() if self.saver else "(none)"
+                log.error(
+                    "moto exited (see %s): S3, SQS and DynamoDB are down and the functions "
+                    "answer 503; `make down` then `make up` restores the state saved at %s",
+                    self.moto.log_path,
+                    saved_at,
+                )
+                self._write_state()
             if self.redis is not None and not self.redis.alive():
                 redis_down_since = redis_down_since or time.monotonic()
                 if time.monotonic() - redis_down_since >= self.config.redis_restart_delay:
@@ -419,6 +477,9 @@ class LocalCloud:
             thread.start()
         for thread in threads:
             thread.join(30)
+        if self.saver is not None and not self.down:
+            # Nothing writes any more: the last save holds everything acknowledged.
+            _quietly(self.saver.stop)
         data = [
             threading.Thread(target=_quietly, args=(p.stop,)) for p in (self.redis, self.moto) if p
         ]

@@ -342,16 +342,16 @@ def test_health_reports_the_cache_and_the_upload_limits(aws: None, invoke: Invok
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
     assert (reply.status, reply.body) == (
         200,
-        {"status": "ok", "cache": "up", "upload": UPLOAD_LIMITS},
+        {"status": "ok", "cache": "up", "database": "up", "upload": UPLOAD_LIMITS},
     )
     assert UPLOAD_LIMITS["content_types"] == ["image/jpeg", "image/png", "image/webp"]
 
 
-def test_health_says_when_the_cache_is_down(redis_down: None, invoke: Invoke) -> None:
+def test_health_says_when_the_cache_is_down(aws: None, redis_down: None, invoke: Invoke) -> None:
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
     assert (reply.status, reply.body) == (
         200,
-        {"status": "ok", "cache": "down", "upload": UPLOAD_LIMITS},
+        {"status": "ok", "cache": "down", "database": "up", "upload": UPLOAD_LIMITS},
     )
 
 

@@ -34,9 +34,11 @@ from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+from botocore.exceptions import HTTPClientError
 from pydantic import BaseModel
 
-from imgclf import tokens
+from imgclf import errors, tokens
 from imgclf.errors import ApiError, BadRequest, NotFound, ValidationFailed
 from imgclf.tokens import Caller
 
@@ -103,7 +105,28 @@ def _validation_reply(exc: RequestValidationError) -> Response:
     return _json(ValidationFailed(message, detail=detail))
 
 
+UNAVAILABLE = "the data store (DynamoDB or S3) does not answer; retry later"
+
+
+def _unreachable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` comes from an AWS endpoint that does not answer: refused, timed out
+    or dropped connections (pynamodb wraps botocore's error as its ``cause``)."""
+    for _ in range(8):  # a short chain: causes, contexts
+        if exc is None:
+            return False
+        if isinstance(exc, EndpointUnreachable | HTTPClientError):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return False
+
+
 def _unexpected(exc: Exception) -> Response:
+    if _unreachable(exc):
+        # Not this request's fault, nor a bug: say what is down, and that it may come back.
+        logger.error("AWS endpoint unreachable", extra={"error": repr(exc)})
+        reply = _json(errors.ServiceUnavailable(UNAVAILABLE))
+        reply.headers["Retry-After"] = "5"
+        return reply
     logger.exception("unhandled error")
     return _json(ApiError("internal error"))
 

@@ -58,3 +58,10 @@ class ValidationFailed(ApiError):
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "validation_error"
+
+
+class ServiceUnavailable(ApiError):
+    """A service the API stores its data in (DynamoDB, S3) does not answer; try again later."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "service_unavailable"

@@ -1,4 +1,5 @@
-"""GET /health: liveness, whether the cache answers, and the upload limits clients show."""
+"""GET /health: liveness, whether the cache and the database answer, and the upload limits
+clients show."""
 
 from __future__ import annotations
 
@@ -6,18 +7,26 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from imgclf import cache
+from imgclf import cache, tables
 from imgclf.uploads import UploadLimits, upload_limits
 
 
 class Health(BaseModel):
-    """The API answers; the cache may be down (everything still works, slower)."""
+    """The API answers; the cache may be down (everything still works, slower); with the
+    database down the status is ``degraded`` and requests that need it answer 503."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
     cache: Literal["up", "down"]
+    database: Literal["up", "down"]
     upload: UploadLimits
 
 
 def check_health() -> Health:
     """The API's health and the limits POST /uploads enforces."""
-    return Health(status="ok", cache="up" if cache.ping() else "down", upload=upload_limits())
+    database = tables.reachable()
+    return Health(
+        status="ok" if database else "degraded",
+        cache="up" if cache.ping() else "down",
+        database="up" if database else "down",
+        upload=upload_limits(),
+    )

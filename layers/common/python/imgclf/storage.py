@@ -27,7 +27,14 @@ def client() -> Any:
         "s3",
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
-        config=Config(signature_version="s3v4", s3={"addressing_style": addressing}),
+        # Timeouts and retries as the tables' (tables._Connection): fail fast, not hang.
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing},
+            connect_timeout=1,
+            read_timeout=5,
+            retries={"mode": "standard", "total_max_attempts": 3},
+        ),
     )
 
 

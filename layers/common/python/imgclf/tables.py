@@ -40,10 +40,26 @@ def connect(*models: type[Model]) -> None:
 
 
 class _Connection:
-    """Where every table lives: the region, and the emulator when AWS_ENDPOINT_URL is set."""
+    """Where every table lives: the region, and the emulator when AWS_ENDPOINT_URL is set.
+
+    Short timeouts and two retries (pynamodb's defaults are 15 s, 30 s and three): a
+    DynamoDB that does not answer fails a request in seconds (503), inside the function's
+    Timeout, instead of holding it.
+    """
 
     region = _settings.aws_region
     host = _settings.aws_endpoint_url
+    connect_timeout_seconds = 1
+    read_timeout_seconds = 5
+    max_retry_attempts = 2
+
+
+def reachable() -> bool:
+    """Whether DynamoDB answers (one GetItem, of a key no prediction has)."""
+    try:
+        PredictionRecord.get("-health-check-")
+    except PredictionRecord.DoesNotExist:
+        return True
 
 
 class UserRecord(Model):

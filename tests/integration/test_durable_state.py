@@ -1,0 +1,375 @@
+"""Faults of the local cloud and what survives them (README, "Reliability").
+
+- `make down` then `make up`: every user, prediction, result, feedback and image is back;
+  predictions whose image was uploaded but not yet classified finish after the restart, and
+  no prediction is classified twice.
+- `kill -9` of every process of the local cloud, then up: nothing acknowledged more than a
+  save interval before the kill is lost.
+- A save killed at any instant leaves the previous save readable and complete.
+- The emulator dying under a running cloud: the functions answer 503 JSON within their
+  Timeout, /health and the log say what is down, and the next start restores the state.
+(A Redis restart mid-batch is test_local_cloud.py's test_a_redis_restart_mid_run_loses_nothing.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from localcloud import services
+from localcloud.provision import aws_clients, provision
+from localcloud.saved_state import SavedState
+from localcloud.template import Template
+
+from tests.integration.conftest import ROOT, LocalCloudHandle, start_local_cloud
+from tests.integration.test_local_cloud import assert_done, png, upload, wait_final
+
+pytestmark = pytest.mark.integration
+
+SAVE_INTERVAL = 1.0
+# A save of this little data takes well under a second; the rest is the machine being busy.
+SAVE_SLACK = 4.0
+
+
+def start(state_dir: Path, template: Path | None = None) -> LocalCloudHandle:
+    return start_local_cloud(
+        state_dir, template=template, extra_args=("--save-interval", str(SAVE_INTERVAL))
+    )
+
+
+def down(cloud: LocalCloudHandle) -> None:
+    """`make down`: `python -m localcloud down` from another process; waits for the cloud."""
+    subprocess.run(
+        [sys.executable, "-m", "localcloud", "down", "--state-dir", str(cloud.state_dir)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    cloud.process.wait(30)
+
+
+def without_inference_events(tmp: Path) -> Path:
+    """template.yaml with the upload queue's event source disabled: uploads stay pending."""
+    text = (ROOT / "template.yaml").read_text()
+    source = "        Uploads:\n          Type: SQS\n          Properties:\n"
+    assert source in text
+    path = tmp / "template.yaml"
+    path.write_text(text.replace(source, source + "            Enabled: false\n"))
+    return path
+
+
+def manifest(state_dir: Path) -> dict:
+    return json.loads((state_dir / "saved" / "manifest.json").read_text())
+
+
+def wait_saved_after(state_dir: Path, moment: float) -> float:
+    """Wait until a save that started after ``moment`` is committed; its saved_at."""
+    deadline = time.monotonic() + SAVE_INTERVAL + SAVE_SLACK
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            saved_at = manifest(state_dir)["saved_at"]
+            if saved_at > moment + 0.5:  # the save's scan began after the moment
+                return saved_at
+        time.sleep(0.05)
+    raise TimeoutError(f"no save within {SAVE_INTERVAL + SAVE_SLACK}s of the last write")
+
+
+def kill_everything(cloud: LocalCloudHandle) -> list[int]:
+    """SIGKILL the supervisor and every process it started, at once; their PIDs."""
+    state = cloud.state()
+    pids = [state["supervisor"]["pid"]]
+    pids += [p["pid"] for p in state["processes"].values()]
+    pids += [w["pid"] for f in state["functions"].values() for w in f["workers"]]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    cloud.process.wait(10)
+    deadline = time.monotonic() + 10
+    while any(services.process_cmdline(pid) is not None for pid in pids):
+        assert time.monotonic() < deadline, "processes survived SIGKILL"
+        time.sleep(0.05)
+    return pids
+
+
+def views(cloud: LocalCloudHandle, headers: dict) -> dict[str, dict]:
+    reply = requests.get(
+        f"{cloud.api_url}/predictions", params={"limit": 100}, headers=headers, timeout=30
+    )
+    assert reply.status_code == 200, reply.text
+    return {item["id"]: item for item in reply.json()["items"]}
+
+
+def feedback(cloud: LocalCloudHandle, headers: dict) -> dict[str, dict]:
+    reply = requests.get(f"{cloud.api_url}/feedback", headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    return {item["prediction_id"]: item for item in reply.json()["items"]}
+
+
+def send_feedback(cloud: LocalCloudHandle, headers: dict, prediction_id: str) -> None:
+    reply = requests.post(
+        f"{cloud.api_url}/predictions/{prediction_id}/feedback",
+        json={"correct": False, "label": "tabby", "comment": "kept across restarts"},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code in (200, 201), reply.text
+
+
+def image(view: dict) -> bytes:
+    reply = requests.get(view["image_url"], timeout=30)
+    assert reply.status_code == 200, reply.text
+    return reply.content
+
+
+def stable(view: dict) -> dict:
+    """A view without its per-request signed link."""
+    return {k: v for k, v in view.items() if k != "image_url"}
+
+
+def finished_counts(cloud: LocalCloudHandle) -> dict[str, int]:
+    """How many times the inference log says each prediction was finished (every run of a
+    state dir appends to the same log)."""
+    counts: dict[str, int] = {}
+    for line in cloud.log("InferenceFunction").splitlines():
+        if '"prediction finished"' in line:
+            found = re.search(r'"prediction_id":"([0-9a-f]+)"', line)
+            assert found, line
+            counts[found[1]] = counts.get(found[1], 0) + 1
+    return counts
+
+
+def test_down_then_up_keeps_everything_and_finishes_what_was_pending(tmp_path):
+    state_dir = tmp_path / "cloud"
+    images = {}
+    cloud = start(state_dir)
+    try:
+        cloud.add_user("durable@example.com", "a-long-password")
+        headers = cloud.login("durable@example.com", "a-long-password")
+        for seed in (1, 2):
+            prediction_id = upload(cloud, headers, png(7000 + seed))
+            images[prediction_id] = png(7000 + seed)
+            assert_done(wait_final(cloud, headers, prediction_id))
+        done_ids = list(images)
+        send_feedback(cloud, headers, done_ids[0])
+        before = views(cloud, headers)
+        sent = feedback(cloud, headers)
+    finally:
+        down(cloud)
+
+    # Uploaded while nothing classifies: their images exist, their predictions are pending.
+    cloud = start(state_dir, template=without_inference_events(tmp_path))
+    try:
+        for seed in (3, 4):
+            prediction_id = upload(cloud, headers, png(7000 + seed))
+            images[prediction_id] = png(7000 + seed)
+        pending_ids = [i for i in images if i not in done_ids]
+        assert all(views(cloud, headers)[i]["status"] == "pending" for i in pending_ids)
+    finally:
+        cloud.stop()  # Ctrl-C
+
+    cloud = start(state_dir)
+    try:
+        # The token from the first run still works: the user and the signing key are kept.
+        after = views(cloud, headers)
+        assert set(after) == set(images)
+        for prediction_id in done_ids:
+            assert stable(after[prediction_id]) == stable(before[prediction_id])
+        for prediction_id in pending_ids:
+            assert_done(wait_final(cloud, headers, prediction_id))
+        assert feedback(cloud, headers) == sent
+        final = views(cloud, headers)
+        for prediction_id, data in images.items():
+            assert image(final[prediction_id]) == data
+        # Restored images raised their notifications again: the finished were skipped, the
+        # pending classified once.
+        counts = finished_counts(cloud)
+        assert {i: counts.get(i) for i in images} == dict.fromkeys(images, 1)
+    finally:
+        down(cloud)
+
+
+def test_kill_9_of_every_process_loses_nothing_older_than_the_save_interval(tmp_path):
+    state_dir = tmp_path / "cloud"
+    cloud = start(state_dir)
+    try:
+        headers = cloud.login()
+        ids = [upload(cloud, headers, png(7100 + seed)) for seed in range(3)]
+        for prediction_id in ids:
+            assert_done(wait_final(cloud, headers, prediction_id))
+        send_feedback(cloud, headers, ids[0])
+        acknowledged = time.time()
+        before = views(cloud, headers)
+        sent = feedback(cloud, headers)
+        wait_saved_after(state_dir, acknowledged)
+    finally:
+        kill_everything(cloud)
+
+    # What is on disk is a complete save, readable as it is.
+    saved = manifest(state_dir)
+    for entry in saved["tables"].values():
+        assert (state_dir / "saved" / entry["file"]).exists()
+
+    cloud = start(state_dir)
+    try:
+        after = views(cloud, headers)
+        assert {i: stable(v) for i, v in after.items()} == {i: stable(v) for i, v in before.items()}
+        assert feedback(cloud, headers) == sent
+        assert image(after[ids[1]]) == png(7101)
+    finally:
+        cloud.stop()
+
+
+def _fill_and_save_forever(endpoint: str, directory: str) -> None:
+    """Child process: change the data and save it, over and over, until killed."""
+    template = Template(ROOT / "template.yaml", code_root=ROOT, sqs_endpoint=endpoint)
+    saved = SavedState(Path(directory), template, endpoint, "us-east-1")
+    clients = aws_clients(endpoint, "us-east-1")
+    table = template.physical_name("PredictionsTable")
+    bucket = template.physical_name("UploadBucket")
+    for n in range(10**9):
+        body = random.randbytes(200_000)
+        clients["s3"].put_object(Bucket=bucket, Key=f"uploads/u/p{n}", Body=body)
+        clients["dynamodb"].put_item(
+            TableName=table,
+            Item={
+                "id": {"S": f"p{n}"},
+                "user_id": {"S": "u"},
+                "created_at": {"S": f"{n:09d}"},
+                "size": {"N": str(len(body))},
+            },
+        )
+        saved.save()
+
+
+def test_a_save_killed_at_any_moment_leaves_the_last_one_complete(tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    port = services.free_port()
+    moto = services.moto_server(port, tmp_path / "moto.log")
+    endpoint = f"http://127.0.0.1:{port}"
+    directory = tmp_path / "saved"
+    try:
+        template = Template(ROOT / "template.yaml", code_root=ROOT, sqs_endpoint=endpoint)
+        provision(template, aws_clients(endpoint, "us-east-1"))
+        code = (
+            "import sys; from tests.integration.test_durable_state import _fill_and_save_forever;"
+            " _fill_and_save_forever(sys.argv[1], sys.argv[2])"
+        )
+        rng = random.Random(14)
+        for _ in range(8):
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, endpoint, str(directory)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            time.sleep(1.5 + rng.random())  # imports, then a few saves
+            child.kill()
+            child.wait(10)
+            state = SavedState(directory, template, endpoint, "us-east-1")
+            saved = state.manifest()
+            assert saved is not None
+            for entry in saved["tables"].values():
+                lines = (directory / entry["file"]).read_text().splitlines()
+                assert len(lines) == entry["items"]
+                assert all(json.loads(line) for line in lines)
+            for entry in saved["buckets"].values():
+                for obj in entry["objects"].values():
+                    assert (directory / "objects" / obj["blob"]).stat().st_size == obj["size"]
+        assert saved["tables"]["PredictionsTable"]["items"] >= 8
+
+        # And it restores, whole, into an emulator that starts empty.
+        moto.stop()
+        moto = services.moto_server(port, tmp_path / "moto.log")
+        provision(template, aws_clients(endpoint, "us-east-1"))
+        report = SavedState(directory, template, endpoint, "us-east-1").restore()
+        assert report.items == sum(e["items"] for e in saved["tables"].values())
+        assert report.objects == sum(len(e["objects"]) for e in saved["buckets"].values())
+    finally:
+        moto.stop()
+
+
+def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
+    state_dir = tmp_path / "cloud"
+    cloud = start(state_dir)
+    try:
+        headers = cloud.login()
+        prediction_id = upload(cloud, headers, png(7200))
+        assert_done(wait_final(cloud, headers, prediction_id))
+        acknowledged = time.time()
+        wait_saved_after(state_dir, acknowledged)
+        saved_at = manifest(state_dir)["saved_at"]
+
+        os.kill(cloud.state()["processes"]["moto"]["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+        login_url = cloud.function_urls["AuthFunction"] + "auth/login"
+        png_type = {"content_type": "image/png"}
+        requests_needing_the_store = [
+            ("POST", f"{cloud.api_url}/auth/login", {"email": "a@b.c", "password": "x"}),
+            ("POST", login_url, {"email": "a@b.c", "password": "x"}),
+            ("GET", f"{cloud.api_url}/predictions", None),
+            ("POST", f"{cloud.api_url}/uploads", {"filename": "a.png", "size": 10, **png_type}),
+            ("POST", f"{cloud.api_url}/predictions/{prediction_id}/feedback", {"correct": True}),
+        ]
+        for method, url, body in requests_needing_the_store:
+            started = time.monotonic()
+            reply = requests.request(method, url, json=body, headers=headers, timeout=30)
+            took = time.monotonic() - started
+            assert reply.status_code == 503, (url, reply.status_code, reply.text)
+            assert reply.json()["error"] == "service_unavailable", reply.text
+            assert took < 10, f"{method} {url} took {took:.1f}s (the functions' Timeout is 10s)"
+
+        health = requests.get(f"{cloud.api_url}/health", timeout=30).json()
+        assert (health["status"], health["database"], health["cache"]) == (
+            "degraded",
+            "down",
+            "up",
+        )
+        assert cloud.state()["down"] == ["moto"]
+        assert "moto exited" in cloud.output.read_text()
+        assert cloud.process.poll() is None  # still serving
+    finally:
+        down(cloud)
+    # Nothing was saved over the last good save while the emulator was gone.
+    assert manifest(state_dir)["saved_at"] == saved_at
+
+    cloud = start(state_dir)
+    try:
+        after = requests.get(
+            f"{cloud.api_url}/predictions/{prediction_id}", headers=headers, timeout=30
+        )
+        assert after.status_code == 200, after.text
+        assert_done(after.json())
+    finally:
+        cloud.stop()
+
+
+def test_fresh_starts_empty_and_keeps_the_previous_state_aside(tmp_path):
+    state_dir = tmp_path / "cloud"
+    cloud = start(state_dir)
+    try:
+        headers = cloud.login()
+        upload(cloud, headers, png(7300))
+    finally:
+        down(cloud)
+    cloud = start_local_cloud(state_dir, extra_args=("--fresh",))
+    try:
+        assert views(cloud, cloud.login()) == {}
+        assert (state_dir / "saved.before-fresh" / "manifest.json").exists()
+        dynamodb = boto3.client(
+            "dynamodb", endpoint_url=cloud.env["AWS_ENDPOINT_URL"], region_name="us-east-1"
+        )
+        users = dynamodb.scan(TableName=cloud.env["USERS_TABLE"])["Items"]
+        assert [u["email"]["S"] for u in users] == ["admin@example.com"]
+    finally:
+        cloud.stop()

@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from imgclf import api, users
-from imgclf.errors import BadRequest, Unauthorized
+from imgclf.errors import Unauthorized
 from imgclf.tables import UserRecord, connect
 
 # SDK clients are made at init (tables.connect).
@@ -15,7 +15,7 @@ router = Router()
     "/auth/login",
     summary="Log in",
     tags=["auth"],
-    responses=api.responses(200, BadRequest, Unauthorized),
+    responses=api.responses(200, *api.JSON_BODY_ERRORS, Unauthorized),
 )
 def login(request: users.LoginRequest) -> users.TokenReply:
     """A bearer token for valid credentials; 401 otherwise."""

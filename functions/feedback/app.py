@@ -6,7 +6,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from imgclf import api, feedback
-from imgclf.errors import BadRequest, NotFound, Unauthorized
+from imgclf.errors import BadRequest, Conflict, NotFound, Unauthorized
 from imgclf.tables import FeedbackRecord, PredictionRecord, connect
 
 # SDK clients are made at init (tables.connect).
@@ -21,14 +21,15 @@ router = Router()
     summary="Send feedback",
     tags=["feedback"],
     security=api.BEARER,
-    responses=api.responses(201, BadRequest, Unauthorized, NotFound),
+    responses=api.responses(201, *api.JSON_BODY_ERRORS, Unauthorized, NotFound, Conflict),
 )
 def send_feedback(
     caller: api.CurrentCaller,
     id: Annotated[str, Path(min_length=1, max_length=64)],
     request: feedback.FeedbackRequest,
 ) -> feedback.FeedbackView:
-    """Store feedback; a second submission replaces the first."""
+    """Store feedback on a finished prediction (409 while pending or once expired); a
+    second submission replaces the first."""
     return feedback.submit_feedback(caller.user_id, id, request)
 
 

@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from imgclf import api, storage, uploads
-from imgclf.errors import BadRequest, PayloadTooLarge, Unauthorized
+from imgclf.errors import PayloadTooLarge, Unauthorized
 from imgclf.tables import PredictionRecord, connect
 
 # SDK clients are made at init (tables.connect).
@@ -18,7 +18,7 @@ router = Router()
     summary="Start an upload",
     tags=["uploads"],
     security=api.BEARER,
-    responses=api.responses(201, BadRequest, Unauthorized, PayloadTooLarge),
+    responses=api.responses(201, *api.JSON_BODY_ERRORS, Unauthorized, PayloadTooLarge),
 )
 def create_upload(request: uploads.UploadRequest, caller: api.CurrentCaller) -> uploads.UploadReply:
     """Create a pending prediction; the client then POSTs the image to ``upload.url``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -82,6 +83,132 @@ def test_bad_json_is_a_400(function: str, path: str, alice: LoggedInUser, invoke
     assert reply.body == {"message": "request body is not valid JSON", "error": "bad_request"}
 
 
+# Every route that takes a JSON body, with a body it would accept.
+JSON_ROUTES = [
+    ("AuthFunction", "/auth/login", {"email": "a@example.com", "password": "pw"}),
+    ("UploadsFunction", "/uploads", {"filename": "a.jpg", "content_type": "image/jpeg", "size": 1}),
+    ("FeedbackFunction", "/predictions/abc/feedback", {"correct": True}),
+]
+NOT_JSON = {"message": "request body is not valid JSON", "error": "bad_request"}
+
+
+def v2_event(path: str, body: str, *, token: str, content_type: str, b64: bool) -> dict:
+    """A Function URL (payload 2.0) POST."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"authorization": f"Bearer {token}", "content-type": content_type},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "sourceIp": "203.0.113.1"},
+            "requestId": "r1",
+            "stage": "$default",
+        },
+        "body": body,
+        "isBase64Encoded": b64,
+    }
+
+
+def binary(data: bytes, event: dict[str, Any]) -> dict[str, Any]:
+    # API Gateway and Function URLs base64-encode a body that is not UTF-8 text.
+    return {**event, "body": base64.b64encode(data).decode(), "isBase64Encoded": True}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe\x00garbage",  # not UTF-8 (the issue's own body)
+        b'{"email": "\xe9"}',  # JSON syntax, but Latin-1 inside
+        b"[" * 100_000,  # nested past the parser's recursion limit
+        b'{"size": ' + b"9" * 5000 + b"}",  # an integer past Python's digit limit
+        b'{"filename": "\\ud800"}',  # a lone surrogate: no UTF-8 text holds one
+        b"\xef\xbb\xbf{}",  # a byte-order mark
+        b"{not json",
+    ],
+)
+@pytest.mark.parametrize(("function", "path", "body"), JSON_ROUTES)
+def test_a_body_that_is_not_utf8_json_is_a_400_on_both_event_formats(
+    function: str, path: str, body: Any, raw: bytes, alice: LoggedInUser, invoke: Invoke
+) -> None:
+    rest = binary(raw, rest_event("POST", path, token=alice.token))
+    assert (invoke(function, rest).status, invoke(function, rest).body) == (400, NOT_JSON)
+    url = v2_event(
+        path,
+        base64.b64encode(raw).decode(),
+        token=alice.token,
+        content_type="application/json",
+        b64=True,
+    )
+    assert (invoke(function, url).status, invoke(function, url).body) == (400, NOT_JSON)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+    ],
+)
+@pytest.mark.parametrize(("function", "path", "body"), JSON_ROUTES)
+def test_a_content_type_other_than_json_is_a_415_on_both_event_formats(
+    function: str, path: str, body: Any, content_type: str, alice: LoggedInUser, invoke: Invoke
+) -> None:
+    expected = (
+        415,
+        {"message": "Content-Type must be application/json", "error": "unsupported_media_type"},
+    )
+    event = rest_event(
+        "POST", path, body=body, token=alice.token, headers={"Content-Type": content_type}
+    )
+    reply = invoke(function, event)
+    assert (reply.status, reply.body) == expected
+    url = v2_event(path, json.dumps(body), token=alice.token, content_type=content_type, b64=False)
+    reply = invoke(function, url)
+    assert (reply.status, reply.body) == expected
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
+def test_json_with_parameters_or_capitals_is_json(
+    content_type: str, aws: None, invoke: Invoke
+) -> None:
+    event = rest_event(
+        "POST",
+        "/auth/login",
+        body={"email": "nobody@example.com", "password": "pw"},
+        headers={"Content-Type": content_type},
+    )
+    assert invoke("AuthFunction", event).status == 401  # read, checked, refused
+
+
+@pytest.mark.parametrize(
+    ("headers", "raw"),
+    [
+        ({}, "{not json"),
+        ({}, '{"correct": "not a bool", "filename": 3}'),
+        ({"Content-Type": "text/plain"}, '{"correct": true}'),
+        ({}, None),
+    ],
+)
+@pytest.mark.parametrize(("function", "path", "body"), JSON_ROUTES[1:])
+def test_without_a_token_it_is_a_401_whatever_the_body(
+    function: str, path: str, body: Any, headers: dict, raw: str | None, aws: None, invoke: Invoke
+) -> None:
+    event = rest_event("POST", path, raw_body=raw, headers=headers)
+    reply = invoke(function, event)
+    assert (reply.status, reply.body["error"]) == (401, "unauthorized")
+    event = binary(b"\xff\xfe\x00garbage", rest_event("POST", path, token="forged"))
+    assert invoke(function, event).status == 401
+
+
+def test_without_a_token_bad_parameters_are_a_401_too(aws: None, invoke: Invoke) -> None:
+    event = rest_event("GET", "/predictions", query={"limit": "not a number"})
+    assert invoke("PredictionsFunction", event).status == 401
+
+
 def test_validation_errors_name_the_field_and_never_echo_input(aws: None, invoke: Invoke) -> None:
     reply = invoke(
         "AuthFunction",
@@ -159,3 +286,16 @@ def test_openapi_documents_each_route_from_its_types(
                 if status.startswith("4") and status != "422":
                     content = response["content"]["application/json"]["schema"]
                     assert content == {"$ref": "#/components/schemas/ErrorReply"}
+
+
+@pytest.mark.parametrize("function", HTTP_FUNCTIONS)
+def test_openapi_documents_the_body_errors_of_every_json_route(
+    function: str, function_module: Callable[[str], ModuleType]
+) -> None:
+    schema = json.loads(function_module(function).app.get_openapi_json_schema())
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                assert {"400", "415", "422"} <= set(operation["responses"])
+            if operation.get("security"):
+                assert "401" in operation["responses"]

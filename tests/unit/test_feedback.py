@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from unittest.mock import ANY
 
 import jwt
 import pytest
+from imgclf import labels
 from imgclf.settings import get_settings
 from imgclf.tables import FeedbackRecord, PredictionRecord
 
@@ -247,3 +249,12 @@ def test_limit_and_cursor_out_of_range_are_a_422(
     query: dict[str, str], alice: LoggedInUser, invoke: Invoke
 ) -> None:
     assert list_feedback(invoke, alice.token, **query).status == 422
+
+
+def test_the_schema_lists_the_labels_the_server_takes(function_module) -> None:
+    schema = json.loads(function_module("FeedbackFunction").app.get_openapi_json_schema())
+    label = schema["components"]["schemas"]["FeedbackRequest"]["properties"]["label"]
+    [names] = [option["enum"] for option in label["anyOf"] if "enum" in option]
+    assert set(names) == set(labels.CLASS_NAMES)
+    assert len(names) == len(set(names))  # "crane" and "maillot" once each
+    assert {"type": "null"} in label["anyOf"]

@@ -11,6 +11,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -547,3 +548,40 @@ def test_requirements_cover_what_the_inference_code_imports() -> None:
     assert not missing, f"imported but not in any requirements file: {sorted(missing)}"
     # The pins the tests ran with.
     assert "tensorflow-cpu==2.21.0" in function.read_text()
+
+
+def test_an_event_for_an_expired_prediction_leaves_it_expired(
+    app: ModuleType, upload: Callable[..., tuple[str, str]], passes: list[int]
+) -> None:
+    # The image came after a reader had ended the prediction expired (an emulator that does
+    # not enforce the POST policy's expiry): the record stays as every reader saw it.
+    picture = samples.jpeg(seed=61)
+    prediction_id, key = upload(picture)
+    record(prediction_id).update(
+        actions=[
+            PredictionRecord.status.set("expired"),
+            PredictionRecord.error.set("the image was never uploaded"),
+        ]
+    )
+    reply = app.lambda_handler(sqs_event([s3_notification(key, len(picture))]), FakeLambdaContext())
+    assert failures(reply) == []
+    assert passes == []
+    final = record(prediction_id)
+    assert (final.status, final.error, final.result) == (
+        "expired",
+        "the image was never uploaded",
+        None,
+    )
+
+
+def test_a_finished_prediction_loses_its_removal_time(
+    app: ModuleType, upload: Callable[..., tuple[str, str]]
+) -> None:
+    # POST /uploads sets expires_at (TTL) for an image that may never come; a result is kept.
+    picture = samples.jpeg(seed=62)
+    prediction_id, key = upload(picture)
+    record(prediction_id).update(actions=[PredictionRecord.expires_at.set(timedelta(days=8))])
+    app.lambda_handler(sqs_event([s3_notification(key, len(picture))]), FakeLambdaContext())
+    final = record(prediction_id)
+    assert final.status == DONE
+    assert final.expires_at is None

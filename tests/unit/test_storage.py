@@ -33,7 +33,7 @@ def test_parse_upload_key_decodes_event_encoding() -> None:
 
 
 def test_presign_upload_policy_pins_key_type_and_size(aws: None) -> None:
-    upload = storage.presign_upload("uploads/u1/p1", "image/png")
+    upload = storage.presign_upload("uploads/u1/p1", "image/png", 1234)
     fields = upload["fields"]
     assert fields["key"] == "uploads/u1/p1"
     assert fields["Content-Type"] == "image/png"
@@ -41,7 +41,7 @@ def test_presign_upload_policy_pins_key_type_and_size(aws: None) -> None:
     conditions = _policy(fields)["conditions"]
     assert {"key": "uploads/u1/p1"} in conditions
     assert {"Content-Type": "image/png"} in conditions
-    assert ["content-length-range", 1, get_settings().upload_max_bytes] in conditions
+    assert ["content-length-range", 1234, 1234] in conditions  # exactly the declared size
     assert {"bucket": get_settings().upload_bucket} in conditions
 
 
@@ -51,7 +51,7 @@ def test_presign_upload_is_path_style_with_an_endpoint(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
     get_settings.cache_clear()
     storage.client.cache_clear()
-    upload = storage.presign_upload("uploads/u1/p1", "image/jpeg")
+    upload = storage.presign_upload("uploads/u1/p1", "image/jpeg", 10)
     assert upload["url"] == f"http://127.0.0.1:4999/{get_settings().upload_bucket}"
 
 
@@ -76,3 +76,9 @@ def test_read_object_returns_bytes_and_caps_size(aws: None) -> None:
         storage.read_object("uploads/u1/p1", max_bytes=9)
     with pytest.raises(NotFound):
         storage.read_object("uploads/u1/missing", max_bytes=10)
+
+
+def test_object_exists_says_whether_a_key_is_in_the_bucket(aws: None) -> None:
+    assert not storage.object_exists("uploads/u1/p1")
+    storage.client().put_object(Bucket=get_settings().upload_bucket, Key="uploads/u1/p1", Body=b"x")
+    assert storage.object_exists("uploads/u1/p1")

@@ -159,6 +159,8 @@ def test_the_http_functions_may_do_only_what_they_do(template: dict[str, Any]) -
     expected = {
         "PredictionsFunction": {
             ("dynamodb:GetItem", predictions),
+            # Ends a prediction whose image never arrived (pending -> expired, conditional).
+            ("dynamodb:UpdateItem", predictions),
             ("dynamodb:Query", str({"Fn::Sub": "${PredictionsTable.Arn}/index/by-user"})),
             # Signs image_url: a GET signed with the function's role needs that role's grant.
             ("s3:GetObject", uploads),

@@ -5,6 +5,11 @@ router in a REST (API Gateway v1) resolver and a Function URL (v2) resolver, bot
 validation on, so request and reply types drive the checks and the OpenAPI document.
 Typed errors from imgclf.errors become JSON replies here, and only here.
 
+Request bodies are read here too, once for every route: a route that takes a body takes
+JSON (``application/json``, UTF-8), and anything else is a 415 or a 400, never a 500. A
+route that declares ``security=BEARER`` checks the token before anything else, so a
+request without a valid one is a 401 whatever its body or parameters.
+
 A Router included in two resolvers answers ``router.current_event`` from the last one, so
 routes never read it: they take the request through typed parameters, ``Request`` or
 ``Depends`` (as ``CurrentCaller`` does), which come from the resolver handling the event.
@@ -12,6 +17,9 @@ routes never read it: they take the request through typed parameters, ``Request`
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
@@ -27,6 +35,10 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -39,7 +51,13 @@ from botocore.exceptions import HTTPClientError
 from pydantic import BaseModel
 
 from imgclf import errors, tokens
-from imgclf.errors import ApiError, BadRequest, NotFound, ValidationFailed
+from imgclf.errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from imgclf.tokens import Caller
 
 logger = Logger()
@@ -82,6 +100,47 @@ def current_caller(request: Request) -> Caller:
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 """A route parameter of this type receives the authenticated caller."""
 
+JSON_BODY_ERRORS: tuple[type[ApiError], ...] = (BadRequest, UnsupportedMediaType)
+"""What a route that takes a JSON body may also answer (list them in its ``responses``)."""
+
+NOT_JSON = "request body is not valid JSON"
+
+
+def json_body(content_type: str | None, body: str | None, base64_encoded: bool) -> Any:
+    """A request body parsed as JSON (None when there is none).
+
+    UnsupportedMediaType unless the Content-Type is application/json (or absent);
+    BadRequest for a body that is not UTF-8, not JSON, or holds a lone surrogate (which no
+    UTF-8 text can carry, and DynamoDB would refuse later).
+    """
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in ("", content_types.APPLICATION_JSON):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    if not body:
+        return None
+    try:
+        raw = base64.b64decode(body, validate=True) if base64_encoded else body.encode()
+        parsed = json.loads(raw.decode("utf-8"))
+        # A "\ud800" escape parses to a lone surrogate: valid JSON syntax, not valid text.
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except (binascii.Error, ValueError, RecursionError):  # UnicodeError is a ValueError
+        raise BadRequest(NOT_JSON) from None
+    return parsed
+
+
+class _RequestValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, after the route's bearer token is checked, with the
+    body read by ``json_body``."""
+
+    def handler(self, app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response:
+        if app.context["_route"].security:
+            current_caller(app.request)  # Unauthorized before the body is even read
+        return super().handler(app, next_middleware)
+
+    def _get_body(self, app: ApiGatewayResolver) -> Any:
+        event = app.current_event
+        return json_body(event.headers.get("content-type"), event.body, event.is_base64_encoded)
+
 
 def _json(error: ApiError) -> Response:
     return Response(
@@ -93,8 +152,6 @@ def _json(error: ApiError) -> Response:
 
 def _validation_reply(exc: RequestValidationError) -> Response:
     errors = exc.errors()
-    if any(error["type"] == "json_invalid" for error in errors):
-        return _json(BadRequest("request body is not valid JSON"))
     # Never echo "input" back: it may hold a password.
     detail = [
         {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
@@ -133,6 +190,9 @@ def _unexpected(exc: Exception) -> Response:
 
 def _resolver(kind: type[Resolver], router: Router, title: str) -> Resolver:
     resolver = kind(enable_validation=True, cors=_CORS)
+    # Powertools runs this middleware first on every route; there is no public way to
+    # extend its body parsing or to run a dependency before it.
+    resolver._request_validation_middleware = _RequestValidation()
     resolver.include_router(router)
     resolver.configure_openapi(title=title, security_schemes=_SECURITY_SCHEMES)
     resolver.exception_handler(ApiError)(_json)

@@ -26,7 +26,8 @@ class ApiError(Exception):
 
 
 class BadRequest(ApiError):
-    """The request is well-formed JSON but asks for something we do not do."""
+    """The request is malformed (a body that is not JSON, an invalid cursor) or asks for
+    something we do not do."""
 
     status = HTTPStatus.BAD_REQUEST
     code = "bad_request"
@@ -46,11 +47,26 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    """The resource is not in a state that takes this request (e.g. feedback on a
+    prediction that has no result)."""
+
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
 class PayloadTooLarge(ApiError):
     """An upload (announced or read) is larger than the configured limit."""
 
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """The request body is not of a Content-Type the route takes (application/json)."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
 
 
 class ValidationFailed(ApiError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from imgclf import labels
+from imgclf import labels, predictions
 from imgclf.cursors import newest_first
-from imgclf.errors import NotFound
-from imgclf.tables import FeedbackRecord, PredictionRecord
+from imgclf.errors import Conflict, NotFound
+from imgclf.tables import EXPIRED, PENDING, FeedbackRecord, PredictionRecord
 
 
 def _known_label(label: str | None) -> str | None:
@@ -19,13 +19,23 @@ def _known_label(label: str | None) -> str | None:
     return label
 
 
+ClassName = Annotated[
+    str,
+    AfterValidator(_known_label),
+    # Two names occur twice among the 1,000 classes; the enum lists each once.
+    WithJsonSchema({"type": "string", "enum": sorted(set(labels.CLASS_NAMES))}),
+]
+
+
 class FeedbackRequest(BaseModel):
     """POST /predictions/{id}/feedback body."""
 
     model_config = ConfigDict(strict=True)
 
     correct: bool
-    label: Annotated[str | None, Field(max_length=100), AfterValidator(_known_label)] = None
+    label: ClassName | None = Field(
+        default=None, description="the right ImageNet class name, when the prediction was wrong"
+    )
     comment: Annotated[str | None, Field(max_length=1000)] = None
 
 
@@ -41,13 +51,18 @@ class FeedbackView(BaseModel):
 
 def submit_feedback(user_id: str, prediction_id: str, request: FeedbackRequest) -> FeedbackView:
     """Store the caller's feedback on their prediction, replacing any earlier one;
-    NotFound for an unknown id or another user's."""
+    NotFound for an unknown id or another user's, Conflict while it is pending (there is
+    no result to judge yet) or once it expired."""
     try:
         prediction = PredictionRecord.get(prediction_id)
     except PredictionRecord.DoesNotExist:
         raise NotFound("prediction not found") from None
     if prediction.user_id != user_id:
         raise NotFound("prediction not found")
+    if prediction.status == EXPIRED:
+        raise Conflict(f"prediction expired: {predictions.EXPIRED_REASON}")
+    if prediction.status == PENDING:
+        raise Conflict("prediction is still pending: send feedback once it has a result")
     record = FeedbackRecord(
         prediction_id=prediction_id,
         user_id=user_id,

@@ -297,6 +297,7 @@ def _finish(item: _Item, status: str, **fields: Any) -> None:
     assert record is not None
     record.status = status
     record.completed_at = utc_timestamp()
+    record.expires_at = None  # a finished prediction is kept (TTL removes expired ones)
     for name, value in fields.items():
         if value is not None:
             setattr(record, name, value)

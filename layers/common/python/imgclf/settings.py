@@ -29,6 +29,11 @@ class Settings(BaseModel):
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     upload_url_ttl_seconds: int = Field(default=300, gt=0)
+    # A prediction whose image has not arrived this long after its upload URL expired ends
+    # `expired`; the grace covers an upload still in flight when its URL expired.
+    upload_grace_seconds: int = Field(default=60, ge=0)
+    # How long an expired prediction stays listed before DynamoDB's TTL removes it.
+    expired_retention_seconds: int = Field(default=7 * 86400, gt=0)
     # Lifetime of the pre-signed GET (image_url) in every prediction view.
     image_url_ttl_seconds: int = Field(default=300, gt=0)
     result_ttl_seconds: int = Field(default=86400, gt=0)

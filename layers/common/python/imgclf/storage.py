@@ -51,9 +51,10 @@ def parse_upload_key(key: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def presign_upload(key: str, content_type: str) -> dict[str, Any]:
+def presign_upload(key: str, content_type: str, size: int) -> dict[str, Any]:
     """A pre-signed POST ``{url, fields}`` whose policy pins the key, the content type and
-    a size of 1..UPLOAD_MAX_BYTES; it expires after UPLOAD_URL_TTL_SECONDS."""
+    the size (exactly ``size`` bytes: S3 refuses any other length); it expires after
+    UPLOAD_URL_TTL_SECONDS."""
     settings = get_settings()
     return client().generate_presigned_post(
         Bucket=settings.upload_bucket,
@@ -61,7 +62,7 @@ def presign_upload(key: str, content_type: str) -> dict[str, Any]:
         Fields={"Content-Type": content_type},
         Conditions=[
             {"Content-Type": content_type},
-            ["content-length-range", 1, settings.upload_max_bytes],
+            ["content-length-range", size, size],
         ],
         ExpiresIn=settings.upload_url_ttl_seconds,
     )
@@ -79,6 +80,17 @@ def presign_download(key: str) -> str:
         Params={"Bucket": settings.upload_bucket, "Key": key},
         ExpiresIn=settings.image_url_ttl_seconds,
     )
+
+
+def object_exists(key: str) -> bool:
+    """Whether the upload bucket holds ``key`` (a HEAD request)."""
+    try:
+        client().head_object(Bucket=get_settings().upload_bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return True
 
 
 def read_object(key: str, max_bytes: int, bucket: str | None = None) -> bytes:

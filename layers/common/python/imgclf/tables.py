@@ -22,13 +22,21 @@ from pynamodb.models import Model
 from imgclf.settings import get_settings
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
+# A pending prediction whose image never arrived, once its upload URL (and the grace) is past.
+EXPIRED = "expired"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 _settings = get_settings()
 
 
 def utc_timestamp() -> str:
     """Now as ISO-8601 UTC with microseconds and a Z: sorts as text in time order."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(timestamp: str) -> datetime:
+    """The UTC time a ``utc_timestamp`` names."""
+    return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def connect(*models: type[Model]) -> None:
@@ -86,7 +94,11 @@ class ByUserIndex(GlobalSecondaryIndex["PredictionRecord"]):
 
 
 class PredictionRecord(Model):
-    """One uploaded image and its classification; status moves pending -> done | failed."""
+    """One uploaded image and its classification; status moves pending -> done | failed, or
+    pending -> expired when the image never arrived.
+
+    ``expires_at`` (DynamoDB TTL) is set while the prediction is pending or expired, so one
+    whose image never came is removed in time; finishing it (done or failed) clears it."""
 
     class Meta(_Connection):
         table_name = _settings.predictions_table

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from imgclf import predictions, storage
-from imgclf.errors import BadRequest, PayloadTooLarge
+from imgclf.errors import PayloadTooLarge
 from imgclf.settings import get_settings
 from imgclf.tables import PredictionRecord
 
-CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+ImageType = Literal["image/jpeg", "image/png", "image/webp"]
+CONTENT_TYPES: tuple[str, ...] = get_args(ImageType)
+
+
+def _normalized_type(value: Any) -> Any:
+    # " Image/PNG" is image/png; the schema's enum lists the canonical spellings.
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 class UploadLimits(BaseModel):
@@ -34,11 +40,14 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(strict=True)
 
-    filename: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-    content_type: Annotated[
-        str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=100)
-    ] = Field(description=f"one of {', '.join(CONTENT_TYPES)}")
-    size: int = Field(gt=0, description="bytes")
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    content_type: Annotated[ImageType, BeforeValidator(_normalized_type)]
+    # The schema's maximum is this deployment's UPLOAD_MAX_BYTES; a larger size is a 413.
+    size: int = Field(
+        gt=0,
+        description="bytes: the upload's policy takes exactly this length",
+        json_schema_extra={"maximum": get_settings().upload_max_bytes},
+    )
 
 
 class PresignedPost(BaseModel):
@@ -59,12 +68,12 @@ class UploadReply(BaseModel):
 def create_upload(user_id: str, request: UploadRequest) -> UploadReply:
     """Record a pending prediction and pre-sign the POST of its image.
 
-    An unsupported type (BadRequest) or size (PayloadTooLarge) is refused before any URL
-    is issued; the signed policy then enforces the same limits on S3's side.
+    A size over UPLOAD_MAX_BYTES (PayloadTooLarge) is refused before any URL is issued (the
+    type is checked by UploadRequest); the signed policy then pins the type and the exact
+    size on S3's side. The prediction carries ``expires_at`` (DynamoDB TTL) from the start,
+    so it is removed in time even if its image never comes and nobody reads it.
     """
     settings = get_settings()
-    if request.content_type not in CONTENT_TYPES:
-        raise BadRequest(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
     if request.size > settings.upload_max_bytes:
         raise PayloadTooLarge(f"size must be at most {settings.upload_max_bytes} bytes")
     prediction_id = uuid.uuid4().hex
@@ -77,11 +86,14 @@ def create_upload(user_id: str, request: UploadRequest) -> UploadReply:
         content_type=request.content_type,
         size=request.size,
     )
+    record.expires_at = predictions.removal_time(record.created_at)
     record.save(condition=PredictionRecord.id.does_not_exist())
     # The client's first long-poll then reads Redis, not DynamoDB.
     predictions.cache_state(record)
     return UploadReply(
         prediction_id=prediction_id,
-        upload=PresignedPost.model_validate(storage.presign_upload(key, request.content_type)),
+        upload=PresignedPost.model_validate(
+            storage.presign_upload(key, request.content_type, request.size)
+        ),
         expires_in=settings.upload_url_ttl_seconds,
     )

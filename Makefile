@@ -1,9 +1,12 @@
 # imgclf: `make up` runs the whole app locally, `make test` runs every test.
+#   make up                  on LocalStack in host mode (no Docker, no account token)
+#   make up EMULATOR=moto    on moto's server
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := inference,local,frontend,load,dev
+EMULATOR ?= localstack
 
 .PHONY: up down test lint invoke load clean
 
@@ -17,8 +20,8 @@ $(STAMP): pyproject.toml layers/common/requirements.txt functions/inference/requ
 venv: $(STAMP)
 
 up: $(STAMP)
-	infrastructure/bootstrap.sh redis
-	$(PY) -m localcloud up
+	PYTHON=$(PYTHON) infrastructure/bootstrap.sh redis $(EMULATOR)
+	$(PY) -m localcloud up --emulator $(EMULATOR)
 
 down:
 	$(PY) -m localcloud down
@@ -26,18 +29,20 @@ down:
 invoke: $(STAMP)
 	$(PY) -m localcloud invoke $(FN) $(EVENT)
 
+# Unit tests and the integration suite on LocalStack, then the integration suite on moto.
 test: $(STAMP)
-	infrastructure/bootstrap.sh redis browser
+	PYTHON=$(PYTHON) infrastructure/bootstrap.sh redis browser localstack
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --emulator localstack $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration --emulator moto $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 load: $(STAMP)
-	infrastructure/bootstrap.sh redis
-	$(PY) -m load.run
+	PYTHON=$(PYTHON) infrastructure/bootstrap.sh redis $(EMULATOR)
+	LOCALCLOUD_EMULATOR=$(EMULATOR) $(PY) -m load.run
 
 clean:
-	rm -rf $(VENV) .localcloud .pytest_cache
+	rm -rf $(VENV) .venv-localstack .localcloud .pytest_cache

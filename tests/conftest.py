@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,24 @@ import redis
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--emulator",
+        choices=("localstack", "moto"),
+        default=os.environ.get("LOCALCLOUD_EMULATOR") or "localstack",
+        help="the AWS emulator the integration suite's local clouds run on",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The integration fixtures, and any `python -m localcloud` a test runs, read it here.
+    os.environ["LOCALCLOUD_EMULATOR"] = config.getoption("emulator")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"emulator: {config.getoption('emulator')}"
 
 
 def free_port() -> int:

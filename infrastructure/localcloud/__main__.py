@@ -61,9 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="PIDs, logs, Redis dir, local secrets (default .localcloud/)",
     )
     common.add_argument(
+        "--emulator",
+        choices=cloud.EMULATORS,
+        default=os.environ.get("LOCALCLOUD_EMULATOR") or "localstack",
+        help="the AWS emulator to start: LocalStack in host mode (default; installed by "
+        "`infrastructure/bootstrap.sh localstack`) or moto's server (env LOCALCLOUD_EMULATOR)",
+    )
+    common.add_argument(
         "--aws-endpoint",
         default=os.environ.get("LOCALCLOUD_AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL"),
-        help="use this S3/SQS/DynamoDB endpoint (e.g. LocalStack) instead of moto "
+        help="use this S3/SQS/DynamoDB endpoint instead of starting an emulator "
         "(default: $AWS_ENDPOINT_URL)",
     )
     common.add_argument(
@@ -71,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LOCALCLOUD_REDIS_URL"),
         help="use this Redis instead of starting one",
     )
-    common.add_argument("--moto-port", type=int, default=_env_int("LOCALCLOUD_MOTO_PORT", 4566))
+    common.add_argument(
+        "--emulator-port",
+        "--moto-port",
+        dest="emulator_port",
+        type=int,
+        default=_env_int("LOCALCLOUD_EMULATOR_PORT", _env_int("LOCALCLOUD_MOTO_PORT", 4566)),
+        help="the emulator's port (0: any free port)",
+    )
     common.add_argument("--redis-port", type=int, default=_env_int("LOCALCLOUD_REDIS_PORT", 6390))
     common.add_argument(
         "--env",
@@ -160,7 +174,8 @@ def config_from(args: argparse.Namespace) -> CloudConfig:
         state_dir=args.state_dir.resolve(),
         aws_endpoint=args.aws_endpoint,
         redis_url=args.redis_url,
-        moto_port=args.moto_port,
+        emulator=args.emulator,
+        emulator_port=args.emulator_port,
         redis_port=args.redis_port,
         env_overrides=env_overrides,
     )
@@ -247,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def provision_only(config: CloudConfig) -> int:
     """Create the template's resources at the configured endpoint (the LocalStack init)."""
-    from localcloud.provision import aws_clients, provision
+    from localcloud.provision import ProvisioningError, aws_clients, endpoint_account, provision
     from localcloud.template import Template
 
     endpoint = config.aws_endpoint or os.environ.get("AWS_ENDPOINT_URL")
@@ -255,12 +270,16 @@ def provision_only(config: CloudConfig) -> int:
         config.template,
         code_root=config.project_dir,
         stack_name=config.stack_name,
-        account_id=config.account_id,
+        account_id=config.account_id or endpoint_account(endpoint, config.region),
         region=config.region,
         sqs_endpoint=endpoint,
         dynamic_references=lambda s, r: cloud.local_secret(config.state_dir, s, r),
     )
-    done = provision(template, aws_clients(endpoint, config.region))
+    try:
+        done = provision(template, aws_clients(endpoint, config.region))
+    except ProvisioningError as exc:
+        print(f"localcloud: provisioning failed: {exc}", file=sys.stderr)
+        return 1
     for kind in ("buckets", "tables", "queues"):
         for logical_id, name in getattr(done, kind).items():
             print(f"{kind[:-1]:<6} {logical_id:<28} {name}")

@@ -24,11 +24,11 @@ from typing import Any
 from localcloud import services
 from localcloud.gateway import FunctionUrl, HttpServer, RestGateway
 from localcloud.poller import SqsPoller
-from localcloud.provision import aws_clients, provision
+from localcloud.provision import aws_clients, endpoint_account, provision
 from localcloud.sandbox import FunctionPool, lambda_environment
 from localcloud.saved_state import SAVED_DIR, SavedState, Saver
 from localcloud.services import ManagedProcess, ProcessRecord
-from localcloud.template import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK, Template
+from localcloud.template import DEFAULT_REGION, DEFAULT_STACK, Template
 
 log = logging.getLogger("localcloud")
 
@@ -36,6 +36,8 @@ STATE_FILE = "state.json"
 # Sandbox changes reach the state file at most this often (the first one at once).
 STATE_WRITE_INTERVAL = 0.1
 DEMO_LOGIN = ("admin@example.com", "admin")
+# The AWS emulators the local cloud can start (or none: --aws-endpoint).
+EMULATORS = ("localstack", "moto")
 # Environment variables of `localcloud up` that override the same-named template variable.
 PASSTHROUGH = ("MODEL_WEIGHTS", "INFERENCE_ENGINE", "LOG_LEVEL")
 
@@ -48,12 +50,14 @@ class CloudConfig:
     template: Path
     state_dir: Path
     host: str = services.HOST
-    moto_port: int = 4566
+    emulator: str = "localstack"  # or "moto"; ignored when aws_endpoint is given
+    emulator_port: int = 4566
     redis_port: int = 6390
     api_port: int = 3000
     function_url_port: int = 3001
     frontend_port: int = 8501
-    aws_endpoint: str | None = None  # use this endpoint (e.g. LocalStack) instead of moto
+    aws_endpoint: str | None = None  # use this endpoint instead of starting an emulator
+    localstack_python: Path | None = None  # default: <project>/.venv-localstack/bin/python
     redis_url: str | None = None  # use this Redis instead of starting one
     concurrency: dict[str, int] = field(default_factory=dict)
     http_concurrency: int = 4
@@ -64,7 +68,7 @@ class CloudConfig:
     warm_event_functions: bool = True
     stack_name: str = DEFAULT_STACK
     region: str = DEFAULT_REGION
-    account_id: str = DEFAULT_ACCOUNT
+    account_id: str | None = None  # None: the account the endpoint names (STS)
     redis_restart_delay: float = 1.0
     # Durable state (saved_state.py): save this often while functions run (0: only at stop);
     # fresh=True starts empty (the previous save is moved to saved.before-fresh/).
@@ -100,19 +104,20 @@ def read_state(state_dir: Path) -> dict | None:
 
 
 class LocalCloud:
-    """Moto, Redis, the template's resources, sandboxes, gateway, pollers, front end."""
+    """The emulator, Redis, the template's resources, sandboxes, gateway, pollers, front end."""
 
     def __init__(self, config: CloudConfig) -> None:
         self.config = config
         self.state_dir = config.state_dir.resolve()
         self.logs = self.state_dir / "logs"
-        self.moto: ManagedProcess | None = None
+        self.emulator: ManagedProcess | None = None  # LocalStack or moto, when we started one
         self.redis: ManagedProcess | None = None
         self.frontend: ManagedProcess | None = None
         self.pools: dict[str, FunctionPool] = {}
         self.servers: dict[str, HttpServer] = {}
         self.pollers: list[SqsPoller] = []
         self.endpoint: str = ""
+        self.account_id: str = ""
         self.redis_port = 0
         self.redis_url = ""
         self.template: Template | None = None
@@ -147,11 +152,7 @@ class LocalCloud:
         if config.aws_endpoint:
             self.endpoint = config.aws_endpoint.rstrip("/")
         else:
-            port = config.resolved_port(config.moto_port)
-            if services.port_open(port):
-                raise RuntimeError(f"port {port} is taken (moto); pass --moto-port")
-            self.moto = services.moto_server(port, self.logs / "moto.log")
-            self.endpoint = f"http://{services.HOST}:{port}"
+            self._start_emulator()
         if config.redis_url:
             self.redis_url = config.redis_url
         else:
@@ -160,17 +161,21 @@ class LocalCloud:
             self.redis_url = f"redis://{services.HOST}:{self.redis_port}/0"
         self._write_state()
 
+        # Emulators take any credentials; LocalStack puts resources in the account a 12-digit
+        # key names (else 000000000000), moto in its own. The ARNs the template resolves use
+        # whatever account the endpoint says these credentials belong to.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        self.account_id = config.account_id or endpoint_account(self.endpoint, config.region)
         self.template = Template(
             config.template,
             code_root=config.project_dir,
             stack_name=config.stack_name,
-            account_id=config.account_id,
+            account_id=self.account_id,
             region=config.region,
             dynamic_references=lambda s, r: local_secret(self.state_dir, s, r),
             sqs_endpoint=self.endpoint,
         )
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         clients = aws_clients(self.endpoint, config.region)
         provisioned = provision(
             self.template, clients, max_visibility_timeout=config.sqs_visibility_timeout
@@ -186,7 +191,7 @@ class LocalCloud:
             env = lambda_environment(
                 spec,
                 region=config.region,
-                account_id=config.account_id,
+                account_id=self.account_id,
                 endpoint_url=self.endpoint,
                 overrides=overrides,
             )
@@ -212,14 +217,14 @@ class LocalCloud:
                 routes,
                 self.template.apis(),
                 self.pools,
-                account_id=config.account_id,
+                account_id=self.account_id,
                 title=f"{config.stack_name} API",
             )
             self.servers["api"] = HttpServer(gateway, config.host, config.api_port).start()
         url_port = config.function_url_port
         for logical_id, spec in functions.items():
             if spec.function_url:
-                app = FunctionUrl(self.pools[logical_id], account_id=config.account_id)
+                app = FunctionUrl(self.pools[logical_id], account_id=self.account_id)
                 server = HttpServer(app, config.host, url_port)
                 self.servers[logical_id] = server.start()
                 url_port = url_port + 1 if url_port else 0
@@ -279,6 +284,25 @@ class LocalCloud:
         if self.saver is not None:
             self.saver.changed()
 
+    def _start_emulator(self) -> None:
+        config = self.config
+        if config.emulator not in EMULATORS:
+            raise RuntimeError(f"unknown emulator {config.emulator!r}: one of {EMULATORS}")
+        port = config.resolved_port(config.emulator_port)
+        if services.port_open(port):
+            raise RuntimeError(f"port {port} is taken ({config.emulator}); pass --emulator-port")
+        log_path = self.logs / f"{config.emulator}.log"
+        if config.emulator == "moto":
+            self.emulator = services.moto_server(port, log_path)
+        else:
+            python = config.localstack_python or (
+                config.project_dir / ".venv-localstack" / "bin" / "python"
+            )
+            # Its own filesystem (tmp, state) per cloud: two clouds never share one.
+            root = self.state_dir / "localstack"
+            self.emulator = services.localstack_server(port, python, root, log_path)
+        self.endpoint = f"http://{services.HOST}:{port}"
+
     def _start_redis(self) -> None:
         self.redis = services.redis_server(
             self.redis_port, self.state_dir / "redis", self.logs / "redis.log"
@@ -309,7 +333,7 @@ class LocalCloud:
         env = {
             **os.environ,
             **self.client_env(),
-            "IMGCLF_API_URL": self.api_url,
+            **self.frontend_endpoints(),
             "PYTHONPATH": str(self.config.project_dir),
         }
         self.frontend = services.streamlit_server(app, port, env, self.logs / "frontend.log")
@@ -331,6 +355,16 @@ class LocalCloud:
     def function_urls(self) -> dict[str, str]:
         """Function URL base URLs, by function."""
         return {name: s.url + "/" for name, s in self.servers.items() if name != "api"}
+
+    def frontend_endpoints(self) -> dict[str, str]:
+        """Where the front end sends each call: a function's URL (IMGCLF_AUTH_URL for
+        AuthFunction, ...), as the product's front end does on AWS; the REST API
+        (IMGCLF_API_URL) only for a function without one."""
+        env = {"IMGCLF_API_URL": self.api_url}
+        for logical_id, url in self.function_urls().items():
+            concept = logical_id.removesuffix("Function").upper()
+            env[f"IMGCLF_{concept}_URL"] = url
+        return env
 
     def frontend_url(self) -> str:
         """The Streamlit app's URL (empty when not started)."""
@@ -376,7 +410,7 @@ class LocalCloud:
             return
         with self._state_lock:
             processes = {}
-            for process in (self.moto, self.redis, self.frontend):
+            for process in (self.emulator, self.redis, self.frontend):
                 if process is not None and process.alive():
                     processes[process.name] = process.record().to_json()
             state: dict[str, Any] = {
@@ -389,6 +423,8 @@ class LocalCloud:
                 "function_urls": self.function_urls(),
                 "frontend_url": self.frontend_url(),
                 "aws_endpoint": self.endpoint,
+                "emulator": self.emulator.name if self.emulator else None,
+                "account_id": self.account_id,
                 "redis_url": self.redis_url,
                 "redis_restarts": self._redis_restarts,
                 "down": self.down,
@@ -424,19 +460,21 @@ class LocalCloud:
 
     def watch(self) -> None:
         """Until stopped: bring back our redis-server if it dies (a cache restart loses
-        nothing: DynamoDB is the record). If moto dies, say so and keep serving: the
+        nothing: DynamoDB is the record). If the emulator dies, say so and keep serving: the
         functions answer 503 until the next start restores the saved state."""
         redis_down_since: float | None = None
+        emulator = self.emulator
         while not self._stopping.wait(0.25):
-            if self.moto is not None and not self.moto.alive() and "moto" not in self.down:
-                self.down.append("moto")
+            if emulator is not None and not emulator.alive() and emulator.name not in self.down:
+                self.down.append(emulator.name)
                 if self.saver is not None:
                     self.saver.suspend()
                 saved_at = self.saver.saved_at_text() if self.saver else "(none)"
                 log.error(
-                    "moto exited (see %s): S3, SQS and DynamoDB are down and the functions "
+                    "%s exited (see %s): S3, SQS and DynamoDB are down and the functions "
                     "answer 503; `make down` then `make up` restores the state saved at %s",
-                    self.moto.log_path,
+                    emulator.name,
+                    emulator.log_path,
                     saved_at,
                 )
                 self._write_state()
@@ -481,7 +519,9 @@ class LocalCloud:
             # Nothing writes any more: the last save holds everything acknowledged.
             _quietly(self.saver.stop)
         data = [
-            threading.Thread(target=_quietly, args=(p.stop,)) for p in (self.redis, self.moto) if p
+            threading.Thread(target=_quietly, args=(p.stop,))
+            for p in (self.redis, self.emulator)
+            if p
         ]
         for thread in data:
             thread.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from localcloud.cloud import PASSTHROUGH, CloudConfig, local_secret, read_state
+from localcloud.provision import endpoint_account
 from localcloud.sandbox import FunctionPool, InvokeResult, lambda_environment
 from localcloud.template import Template
 
@@ -31,7 +32,7 @@ def invoke(
     state = read_state(config.state_dir) or {}
     running = state.get("status") == "ready"
     endpoint = state.get("aws_endpoint") if running else None
-    endpoint = endpoint or config.aws_endpoint or f"http://127.0.0.1:{config.moto_port}"
+    endpoint = endpoint or config.aws_endpoint or f"http://127.0.0.1:{config.emulator_port}"
     redis_url = (state.get("redis_url") if running else None) or (
         config.redis_url or f"redis://127.0.0.1:{config.redis_port}/0"
     )
@@ -41,11 +42,16 @@ def invoke(
             f"{redis_url}; start one with `make up`)",
             file=log,
         )
+    account_id = (
+        (state.get("account_id") if running else None)
+        or config.account_id
+        or endpoint_account(endpoint, config.region)
+    )
     template = Template(
         config.template,
         code_root=config.project_dir,
         stack_name=config.stack_name,
-        account_id=config.account_id,
+        account_id=account_id,
         region=config.region,
         dynamic_references=lambda s, r: local_secret(config.state_dir, s, r),
         sqs_endpoint=endpoint,
@@ -65,7 +71,7 @@ def invoke(
     env = lambda_environment(
         spec,
         region=config.region,
-        account_id=config.account_id,
+        account_id=account_id,
         endpoint_url=endpoint,
         overrides=overrides,
     )

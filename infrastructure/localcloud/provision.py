@@ -20,6 +20,11 @@ from localcloud.template import Template
 log = logging.getLogger("localcloud.provision")
 
 
+class ProvisioningError(RuntimeError):
+    """The template's resources cannot be made as declared (e.g. a name taken by another
+    account)."""
+
+
 @dataclass
 class Provisioned:
     """What provisioning created or found, by logical id."""
@@ -38,6 +43,14 @@ def aws_clients(endpoint_url: str | None, region: str) -> dict[str, Any]:
         "sqs": session.client("sqs", endpoint_url=endpoint_url),
         "dynamodb": session.client("dynamodb", endpoint_url=endpoint_url),
     }
+
+
+def endpoint_account(endpoint_url: str | None, region: str) -> str:
+    """The account the current credentials act in at this endpoint (STS GetCallerIdentity):
+    moto's own, the one LocalStack takes from a 12-digit access key (else 000000000000), or
+    the real one on AWS."""
+    session = boto3.session.Session(region_name=region)
+    return session.client("sts", endpoint_url=endpoint_url).get_caller_identity()["Account"]
 
 
 def provision(
@@ -201,10 +214,16 @@ def _bucket(template: Template, s3: Any, logical_id: str) -> str:
     try:
         s3.create_bucket(**request)
     except ClientError as error:
-        if error.response["Error"]["Code"] not in (
-            "BucketAlreadyOwnedByYou",
-            "BucketAlreadyExists",
-        ):
+        code = error.response["Error"]["Code"]
+        if code == "BucketAlreadyExists":
+            # Bucket names are global: this one is another account's, and going on would
+            # leave the stack half made (its notification, CORS and lifecycle refused).
+            raise ProvisioningError(
+                f"bucket {name} ({logical_id}) already exists and belongs to another account, "
+                f"not to {template.account_id}: delete it there, or deploy under another "
+                "stack name"
+            ) from error
+        if code != "BucketAlreadyOwnedByYou":
             raise
     if "PublicAccessBlockConfiguration" in props:
         s3.put_public_access_block(

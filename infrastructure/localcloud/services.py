@@ -1,4 +1,5 @@
-"""The local cloud's own server processes: moto, redis-server and the Streamlit front end.
+"""The local cloud's own server processes: the AWS emulator (LocalStack or moto),
+redis-server and the Streamlit front end.
 
 Each is started by us, recorded by PID (with its command line, so a recycled PID is never
 mistaken for ours), and stopped by that PID only.
@@ -7,6 +8,7 @@ mistaken for ours), and stopped by that PID only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +111,14 @@ class ManagedProcess:
         log_path: Path,
         env: dict | None = None,
         cwd: Path | None = None,
+        grace: float = 5.0,
     ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
+        self.grace = grace  # seconds between SIGTERM and SIGKILL
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ProcessRecord:
@@ -140,13 +145,13 @@ class ManagedProcess:
         """Whether the process is still running."""
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop the process by its PID."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the process by its PID: SIGTERM, then SIGKILL after ``grace`` seconds."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(grace)
+            self.process.wait(self.grace if grace is None else grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
@@ -183,6 +188,69 @@ def moto_server(port: int, log_path: Path) -> ManagedProcess:
     process.start()
     wait_until(lambda: port_open(port), 60, "moto server", process)
     return process
+
+
+# The AWS services the stack uses (STS: the local cloud asks the endpoint for its account).
+LOCALSTACK_SERVICES = ("s3", "sqs", "dynamodb", "sts")
+
+
+def localstack_server(port: int, python: Path, root: Path, log_path: Path) -> ManagedProcess:
+    """LocalStack in host mode (no Docker, no account token) on 127.0.0.1:port, started and
+    ready. ``python`` is its own venv's interpreter, ``root`` its filesystem (state, tmp)."""
+    if not python.exists():
+        raise RuntimeError(
+            f"LocalStack is not installed ({python} is missing): run "
+            "`infrastructure/bootstrap.sh localstack`, or `make up EMULATOR=moto`"
+        )
+    env = {
+        # Only what it needs: never the endpoint or credentials its clients are given.
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "GATEWAY_LISTEN": f"{HOST}:{port}",
+        "GATEWAY_SERVER": "hypercorn",
+        "OVERRIDE_IN_DOCKER": "0",
+        "FILESYSTEM_ROOT": str(root),
+        "SERVICES": ",".join(LOCALSTACK_SERVICES),
+        # DynamoDB from the moto backend LocalStack bundles (infrastructure/localstack/
+        # provider): no Java, no DynamoDB Local download.
+        "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+        # Queue URLs as http://127.0.0.1:port/<account>/<name>, resolvable with no DNS.
+        "LOCALSTACK_HOST": f"{HOST}:{port}",
+        "SQS_ENDPOINT_STRATEGY": "off",
+        # Nothing reaches out: no DNS server of its own, no certificate download, no
+        # analytics.
+        "DNS_ADDRESS": "0",
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        "DISABLE_EVENTS": "1",
+    }
+    process = ManagedProcess(
+        "localstack",
+        [str(python), "-m", "localstack.runtime.main"],
+        log_path,
+        env=env,
+        # 4.9.2's runtime server at times never finishes its graceful shutdown (its own
+        # TODO); it keeps nothing to flush (no persistence), so it is killed after 3 s.
+        grace=3.0,
+    )
+    if port_open(port):
+        raise RuntimeError(f"port {port} is taken (LocalStack); pass --emulator-port")
+    root.mkdir(parents=True, exist_ok=True)
+    process.start()
+    url = f"http://{HOST}:{port}"
+    wait_until(lambda: localstack_ready(url), 120, "LocalStack", process)
+    return process
+
+
+def localstack_ready(url: str) -> bool:
+    """Whether LocalStack at ``url`` says every service the stack uses is available."""
+    try:
+        with urllib.request.urlopen(f"{url}/_localstack/health", timeout=2) as reply:
+            health = json.load(reply)
+    except (OSError, ValueError):
+        return False
+    services = health.get("services", {})
+    return all(services.get(name) in ("available", "running") for name in LOCALSTACK_SERVICES)
 
 
 def redis_binary() -> str:

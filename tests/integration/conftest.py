@@ -1,5 +1,8 @@
 """The whole local cloud for integration tests: `python -m localcloud up` on free ports.
 
+Every cloud a test starts runs on the emulator of the run: LocalStack by default, moto with
+`pytest --emulator moto` (`make test` runs the integration suite once on each).
+
 The session fixture ``local_cloud`` starts it once (MODEL_WEIGHTS=random, state in a temp
 dir, no front end: the front-end suites start their own Streamlit) and stops it after the
 session. Other suites (front end, load smoke) reuse it; it exposes the URLs, the clients'
@@ -29,6 +32,11 @@ START_TIMEOUT = 180
 DEMO_LOGIN = ("admin@example.com", "admin")
 
 
+def emulator() -> str:
+    """The AWS emulator of this test run (`pytest --emulator`, see tests/conftest.py)."""
+    return os.environ.get("LOCALCLOUD_EMULATOR") or "localstack"
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (never `make up`'s fixed ports)."""
     with socket.socket() as sock:
@@ -53,7 +61,7 @@ class LocalCloudHandle:
         return json.loads((self.state_dir / "state.json").read_text())
 
     def log(self, name: str) -> str:
-        """A log file's text: "moto", "redis", or a function's logical id."""
+        """A log file's text: "localstack", "moto", "redis", or a function's logical id."""
         path = self.state_dir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -135,9 +143,14 @@ class LocalCloudHandle:
 
 
 def start_local_cloud(
-    state_dir: Path, *, template: Path | None = None, extra_args: tuple[str, ...] = ()
+    state_dir: Path,
+    *,
+    template: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    emulator_name: str | None = None,
 ) -> LocalCloudHandle:
-    """`python -m localcloud up` on free ports in ``state_dir``; returns once it is ready."""
+    """`python -m localcloud up` on free ports in ``state_dir``, on the run's emulator (or
+    ``emulator_name``); returns once it is ready."""
     state_dir.mkdir(parents=True, exist_ok=True)
     output = state_dir / "up.out"
     argv = [
@@ -149,7 +162,9 @@ def start_local_cloud(
         str(ROOT),
         "--state-dir",
         str(state_dir),
-        "--moto-port",
+        "--emulator",
+        emulator_name or emulator(),
+        "--emulator-port",
         str(free_port()),
         "--redis-port",
         str(free_port()),
@@ -168,7 +183,7 @@ def start_local_cloud(
     if template is not None:
         argv += ["--template", str(template)]
     env = {**os.environ, "MODEL_WEIGHTS": "random", "LOCALCLOUD_LOG_LEVEL": "INFO"}
-    # Always its own moto: never an endpoint another suite left in the environment.
+    # Always its own emulator: never an endpoint another suite left in the environment.
     for name in ("AWS_ENDPOINT_URL", "LOCALCLOUD_AWS_ENDPOINT", "LOCALCLOUD_REDIS_URL"):
         env.pop(name, None)
     with open(output, "wb") as out:

@@ -310,7 +310,8 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
         wait_saved_after(state_dir, acknowledged)
         saved_at = manifest(state_dir)["saved_at"]
 
-        os.kill(cloud.state()["processes"]["moto"]["pid"], signal.SIGKILL)
+        emulator = cloud.state()["emulator"]
+        os.kill(cloud.state()["processes"][emulator]["pid"], signal.SIGKILL)
         time.sleep(0.5)
         login_url = cloud.function_urls["AuthFunction"] + "auth/login"
         png_type = {"content_type": "image/png"}
@@ -335,8 +336,8 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
             "down",
             "up",
         )
-        assert cloud.state()["down"] == ["moto"]
-        assert "moto exited" in cloud.output.read_text()
+        assert cloud.state()["down"] == [emulator]
+        assert f"{emulator} exited" in cloud.output.read_text()
         assert cloud.process.poll() is None  # still serving
     finally:
         down(cloud)

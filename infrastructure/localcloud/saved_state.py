@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ SAVED_DIR = "saved"
 MANIFEST = "manifest.json"
 FORMAT = 1
 _BATCH_WRITE_MAX = 25
+# Objects are read and written a few at a time: each is a round trip to the endpoint.
+_io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="saved-state")
 
 
 class SaveRefused(Exception):
@@ -173,34 +176,43 @@ class SavedState:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _save_bucket(self, name: str, previous: dict | None, report: Report) -> dict[str, Any]:
-        s3 = self.clients["s3"]
         known = (previous or {}).get("objects", {})
         objects: dict[str, dict] = {}
-        for summary in _listing(s3, name):
-            key, etag = summary["Key"], summary["ETag"]
-            earlier = known.get(key)
-            if earlier and earlier["etag"] == etag and self._blob(earlier["blob"]).exists():
+        new: list[str] = []
+        for summary in _listing(self.clients["s3"], name):
+            key, earlier = summary["Key"], known.get(summary["Key"])
+            if (
+                earlier
+                and earlier["etag"] == summary["ETag"]
+                and self._blob(earlier["blob"]).exists()
+            ):
                 objects[key] = earlier
-                continue
-            try:
-                reply = s3.get_object(Bucket=name, Key=key)
-                body = reply["Body"].read()
-            except ClientError as error:
-                if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                    continue  # deleted since the listing
-                raise
-            blob = hashlib.sha256(body).hexdigest()
-            if not self._blob(blob).exists():
-                _write_atomically(self._blob(blob), body)
-            report.bytes += len(body)
-            objects[key] = {
-                "etag": reply.get("ETag", etag),
-                "size": len(body),
-                "blob": blob,
-                "content_type": reply.get("ContentType") or "binary/octet-stream",
-                "metadata": reply.get("Metadata") or {},
-            }
+            else:
+                new.append(key)
+        for key, entry in zip(new, _io.map(lambda k: self._save_object(name, k), new), strict=True):
+            if entry is not None:  # None: deleted since the listing
+                objects[key] = entry
+                report.bytes += entry["size"]
         return {"name": name, "objects": objects}
+
+    def _save_object(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            reply = self.clients["s3"].get_object(Bucket=bucket, Key=key)
+            body = reply["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        blob = hashlib.sha256(body).hexdigest()
+        if not self._blob(blob).exists():
+            _write_atomically(self._blob(blob), body)
+        return {
+            "etag": reply["ETag"],
+            "size": len(body),
+            "blob": blob,
+            "content_type": reply.get("ContentType") or "binary/octet-stream",
+            "metadata": reply.get("Metadata") or {},
+        }
 
     def _blob(self, digest: str) -> Path:
         return self.directory / "objects" / digest
@@ -248,26 +260,33 @@ class SavedState:
             if self.clients["s3"].list_objects_v2(Bucket=name, MaxKeys=1).get("KeyCount"):
                 report.skipped.append(f"{logical_id} (not empty)")
                 continue
-            for key, obj in entry["objects"].items():
-                body = self._blob(obj["blob"]).read_bytes()
-                # PutObject raises the bucket's ObjectCreated notification, as the upload did.
-                self.clients["s3"].put_object(
-                    Bucket=name,
-                    Key=key,
-                    Body=body,
-                    ContentType=obj["content_type"],
-                    Metadata=obj["metadata"],
-                )
+            objects = entry["objects"]
+            for size in _io.map(
+                self._restore_object, [name] * len(objects), objects, objects.values()
+            ):
                 report.objects += 1
-                report.bytes += len(body)
+                report.bytes += size
         report.seconds = time.monotonic() - started
         return report
+
+    def _restore_object(self, bucket: str, key: str, obj: dict[str, Any]) -> int:
+        body = self._blob(obj["blob"]).read_bytes()
+        # PutObject raises the bucket's ObjectCreated notification, as the upload did.
+        self.clients["s3"].put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType=obj["content_type"],
+            Metadata=obj["metadata"],
+        )
+        return len(body)
 
     def _restore_table(self, name: str, path: Path) -> int:
         items = [json.loads(line) for line in path.read_text().splitlines() if line]
         dynamodb = self.clients["dynamodb"]
         for start in range(0, len(items), _BATCH_WRITE_MAX):
-            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            batch = items[start : start + _BATCH_WRITE_MAX]
+            requests = [{"PutRequest": {"Item": item}} for item in batch]
             for attempt in range(10):
                 reply = dynamodb.batch_write_item(RequestItems={name: requests})
                 requests = (reply.get("UnprocessedItems") or {}).get(name) or []

@@ -202,7 +202,8 @@ def start_local_cloud(
             raise RuntimeError(f"local cloud exited:\n{output.read_text(errors='replace')}")
         with contextlib.suppress(OSError, ValueError, KeyError):
             state = handle.state()
-            if state["status"] == "ready":
+            # Ready, and this process's: a cloud killed with -9 leaves its "ready" behind.
+            if state["status"] == "ready" and state["supervisor"]["pid"] == process.pid:
                 handle.api_url = state["api_url"]
                 handle.function_urls = state["function_urls"]
                 handle.frontend_url = state["frontend_url"]

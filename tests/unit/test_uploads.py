@@ -77,6 +77,13 @@ def test_the_schema_says_what_the_server_takes(function_module) -> None:
     assert (request["filename"]["minLength"], request["filename"]["maxLength"]) == (1, 255)
 
 
+def test_an_integral_number_is_an_integer_size(alice: LoggedInUser, invoke: Invoke) -> None:
+    # JSON Schema's "integer" takes 55.0 (schemathesis sends it); 55.5 and "55" stay 422.
+    reply = upload(invoke, alice, {**GOOD, "size": 55.0})
+    assert reply.status == 201
+    assert PredictionRecord.get(reply.body["prediction_id"]).size == 55
+
+
 def test_a_blank_filename_is_taken_as_the_schema_says(alice: LoggedInUser, invoke: Invoke) -> None:
     # minLength 1 is all the schema asks; whitespace is a name like any other.
     assert upload(invoke, alice, {**GOOD, "filename": " "}).status == 201

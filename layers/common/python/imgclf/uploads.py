@@ -21,6 +21,11 @@ def _normalized_type(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 55.0 is the integer 55, as JSON Schema's "integer" says.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class UploadLimits(BaseModel):
     """What POST /uploads accepts, for clients to check before they ask."""
 
@@ -43,7 +48,7 @@ class UploadRequest(BaseModel):
     filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     content_type: Annotated[ImageType, BeforeValidator(_normalized_type)]
     # The schema's maximum is this deployment's UPLOAD_MAX_BYTES; a larger size is a 413.
-    size: int = Field(
+    size: Annotated[int, BeforeValidator(_integral)] = Field(
         gt=0,
         description="bytes: the upload's policy takes exactly this length",
         json_schema_extra={"maximum": get_settings().upload_max_bytes},

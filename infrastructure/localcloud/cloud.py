@@ -422,6 +422,7 @@ class LocalCloud:
                 "api_url": self.api_url,
                 "function_urls": self.function_urls(),
                 "frontend_url": self.frontend_url(),
+                "frontend_endpoints": self.frontend_endpoints() if self.servers else {},
                 "aws_endpoint": self.endpoint,
                 "emulator": self.emulator.name if self.emulator else None,
                 "account_id": self.account_id,

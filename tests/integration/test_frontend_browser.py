@@ -40,11 +40,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def streamlit_url(local_cloud, tmp_path) -> Iterator[str]:
-    """frontend/app.py served by Streamlit on a free port, talking to the local cloud."""
+    """frontend/app.py served by Streamlit on a free port, configured as `make up` starts it:
+    every call goes to a Function URL (the REST API is pointed where nothing listens)."""
     port = free_port()
     env = {
         **os.environ,
-        "IMGCLF_API_URL": local_cloud.api_url,
+        **local_cloud.state()["frontend_endpoints"],
+        "IMGCLF_API_URL": f"http://127.0.0.1:{free_port()}",
         "IMGCLF_RESULT_TIMEOUT": "170",
     }
     log = (tmp_path / "streamlit.log").open("w")

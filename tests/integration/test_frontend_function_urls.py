@@ -43,3 +43,15 @@ def test_the_whole_flow_through_the_function_urls(local_cloud):
     assert client.upload_limits().max_bytes == 10 * 1024 * 1024
     with pytest.raises(NotFound):
         client.send_feedback("0" * 32, correct=True)
+
+
+def test_the_front_end_is_pointed_at_every_function_url(local_cloud):
+    # What `make up` gives Streamlit (the browser test drives the app with the same).
+    urls = local_cloud.function_urls
+    assert local_cloud.state()["frontend_endpoints"] == {
+        "IMGCLF_API_URL": local_cloud.api_url,
+        "IMGCLF_AUTH_URL": urls["AuthFunction"],
+        "IMGCLF_UPLOADS_URL": urls["UploadsFunction"],
+        "IMGCLF_PREDICTIONS_URL": urls["PredictionsFunction"],
+        "IMGCLF_FEEDBACK_URL": urls["FeedbackFunction"],
+    }

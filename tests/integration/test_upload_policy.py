@@ -1,0 +1,114 @@
+"""S3 itself enforces the pre-signed POST's policy, on LocalStack as on AWS.
+
+POST /uploads grants one key, one content type and one exact size. A client that changes any
+of them is refused by S3 and nothing is stored, so the inference never sees the object.
+moto's S3 enforces none of this, so these tests run on LocalStack whatever the run's
+emulator: the run's own cloud on LocalStack, a cloud of their own on moto's pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+import requests
+
+from tests.integration.conftest import LocalCloudHandle, emulator, start_local_cloud
+from tests.integration.test_local_cloud import png
+
+pytestmark = pytest.mark.integration
+
+MAX_BYTES = 10 * 1024 * 1024  # the template's UploadMaxBytes
+
+
+@pytest.fixture(scope="module")
+def localstack_cloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCloudHandle]:
+    if emulator() == "localstack":
+        yield request.getfixturevalue("local_cloud")
+        return
+    handle = start_local_cloud(
+        tmp_path_factory.mktemp("localstack-cloud"), emulator_name="localstack"
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def headers(localstack_cloud: LocalCloudHandle) -> dict:
+    return localstack_cloud.login()
+
+
+def grant(cloud: LocalCloudHandle, headers: dict, size: int) -> dict:
+    """POST /uploads for a PNG of ``size`` bytes: the reply's pre-signed POST."""
+    reply = requests.post(
+        f"{cloud.api_url}/uploads",
+        json={"filename": "policy.png", "content_type": "image/png", "size": size},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code == 201, reply.text
+    return reply.json()["upload"]
+
+
+def stored(cloud: LocalCloudHandle, key: str) -> bool:
+    """Whether the upload bucket holds ``key``."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=cloud.env["AWS_ENDPOINT_URL"],
+        region_name=cloud.env["AWS_REGION"],
+        aws_access_key_id=cloud.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud.env["AWS_SECRET_ACCESS_KEY"],
+    )
+    listed = s3.list_objects_v2(Bucket=cloud.env["UPLOAD_BUCKET"], Prefix=key)
+    return any(item["Key"] == key for item in listed.get("Contents", []))
+
+
+def post(upload: dict, data: bytes, content_type: str = "image/png", **fields: str):
+    form = {**upload["fields"], **fields}
+    return requests.post(
+        upload["url"], data=form, files={"file": ("policy.png", data, content_type)}, timeout=60
+    )
+
+
+def test_the_form_as_granted_is_accepted(localstack_cloud, headers):
+    # The control for the refusals below: same cloud, same form, nothing changed.
+    data = png(9100)
+    upload = grant(localstack_cloud, headers, len(data))
+    reply = post(upload, data)
+    assert reply.status_code in (200, 201, 204), reply.text
+    assert stored(localstack_cloud, upload["fields"]["key"])
+
+
+def test_another_key_is_refused(localstack_cloud, headers):
+    data = png(9101)
+    upload = grant(localstack_cloud, headers, len(data))
+    granted = upload["fields"]["key"]
+    other = granted.rsplit("/", 1)[0] + "/" + "f" * 32
+    reply = post(upload, data, key=other)
+    assert reply.status_code == 403, reply.text
+    assert "Policy" in reply.text
+    assert not stored(localstack_cloud, other)
+    assert not stored(localstack_cloud, granted)
+
+
+def test_another_content_type_is_refused(localstack_cloud, headers):
+    data = png(9102)
+    upload = grant(localstack_cloud, headers, len(data))
+    reply = post(upload, data, "text/html", **{"Content-Type": "text/html"})
+    assert reply.status_code == 403, reply.text
+    assert "Policy" in reply.text
+    assert not stored(localstack_cloud, upload["fields"]["key"])
+
+
+def test_a_file_larger_than_granted_is_refused(localstack_cloud, headers):
+    upload = grant(localstack_cloud, headers, len(png(9103)))
+    oversized = png(9103) + bytes(MAX_BYTES)  # past the grant and past UploadMaxBytes
+    reply = post(upload, oversized)
+    assert reply.status_code == 400, reply.text
+    assert "EntityTooLarge" in reply.text
+    assert not stored(localstack_cloud, upload["fields"]["key"])

@@ -1,0 +1,144 @@
+"""An upload that never arrives, end to end, on a local cloud of its own whose upload URLs
+live 4 s (UPLOAD_URL_TTL_SECONDS) with a 2 s grace (UPLOAD_GRACE_SECONDS): the prediction
+reads ``expired`` once both are past, everywhere (the long-poll, the list), feedback on it
+is refused, and a late upload to its expired grant is refused by S3 (LocalStack enforces
+the POST policy's expiry as AWS does; moto's S3 checks no policy, so there the object lands,
+its event reaches the inference function, and the prediction must stay expired). An image
+that did arrive in time is classified, even when it is read after the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+import requests
+
+from tests.integration.conftest import LocalCloudHandle, emulator, start_local_cloud
+from tests.integration.test_local_cloud import png, wait_final
+
+pytestmark = pytest.mark.integration
+
+URL_TTL, GRACE = 4, 2
+EXPIRED = "the image was never uploaded"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudHandle]:
+    handle = start_local_cloud(
+        tmp_path_factory.mktemp("expiring-cloud"),
+        extra_args=(
+            "--env",
+            f"UPLOAD_URL_TTL_SECONDS={URL_TTL}",
+            "--env",
+            f"UPLOAD_GRACE_SECONDS={GRACE}",
+        ),
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def headers(cloud: LocalCloudHandle) -> dict:
+    return cloud.login()
+
+
+def grant(cloud: LocalCloudHandle, headers: dict, data: bytes) -> dict:
+    """POST /uploads for ``data`` as a PNG: the reply (prediction id, pre-signed POST)."""
+    reply = requests.post(
+        f"{cloud.api_url}/uploads",
+        json={"filename": "late.png", "content_type": "image/png", "size": len(data)},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["expires_in"] == URL_TTL
+    return reply.json()
+
+
+def post_file(upload: dict, data: bytes) -> requests.Response:
+    return requests.post(
+        upload["url"], data=upload["fields"], files={"file": ("late.png", data)}, timeout=60
+    )
+
+
+def stored(cloud: LocalCloudHandle, key: str) -> bool:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=cloud.env["AWS_ENDPOINT_URL"],
+        region_name=cloud.env["AWS_REGION"],
+        aws_access_key_id=cloud.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud.env["AWS_SECRET_ACCESS_KEY"],
+    )
+    listed = s3.list_objects_v2(Bucket=cloud.env["UPLOAD_BUCKET"], Prefix=key)
+    return any(item["Key"] == key for item in listed.get("Contents", []))
+
+
+def invocations(cloud: LocalCloudHandle, function: str) -> int:
+    return sum(worker["invocations"] for worker in cloud.workers(function))
+
+
+def get(cloud: LocalCloudHandle, headers: dict, path: str) -> requests.Response:
+    return requests.get(f"{cloud.api_url}{path}", headers=headers, timeout=40)
+
+
+def test_a_grant_never_used_ends_expired_everywhere_and_stays_so(cloud, headers):
+    data = png(9500)
+    created = grant(cloud, headers, data)
+    prediction_id, upload = created["prediction_id"], created["upload"]
+    started = time.monotonic()
+    assert get(cloud, headers, f"/predictions/{prediction_id}").json()["status"] == "pending"
+
+    # A long-poll begun inside the window answers expired at the deadline, not at its end.
+    view = get(cloud, headers, f"/predictions/{prediction_id}?wait=20").json()
+    elapsed = time.monotonic() - started
+    assert (view["status"], view["error"]) == ("expired", EXPIRED), view
+    assert URL_TTL + GRACE - 1 < elapsed < URL_TTL + GRACE + 8, elapsed
+    assert view["completed_at"] and view["result"] is None
+
+    listed = {item["id"]: item for item in get(cloud, headers, "/predictions").json()["items"]}
+    assert (listed[prediction_id]["status"], listed[prediction_id]["error"]) == ("expired", EXPIRED)
+
+    feedback = requests.post(
+        f"{cloud.api_url}/predictions/{prediction_id}/feedback",
+        json={"correct": True},
+        headers=headers,
+        timeout=30,
+    )
+    assert feedback.status_code == 409, feedback.text
+    assert feedback.json() == {"message": f"prediction expired: {EXPIRED}", "error": "conflict"}
+
+    # The image, late: its grant's policy expired URL_TTL s after it was signed.
+    before = invocations(cloud, "InferenceFunction")
+    late = post_file(upload, data)
+    if emulator() == "localstack":
+        assert late.status_code == 403, late.text
+        assert "expired" in late.text.lower(), late.text
+        assert not stored(cloud, upload["fields"]["key"])
+    else:
+        # moto's S3 stores it; wait until the inference function has taken its event.
+        assert late.ok, late.text
+        deadline = time.monotonic() + 240
+        while invocations(cloud, "InferenceFunction") == before:
+            assert time.monotonic() < deadline, "the late upload's event never arrived"
+            time.sleep(0.5)
+    final = get(cloud, headers, f"/predictions/{prediction_id}").json()
+    assert (final["status"], final["error"], final["result"]) == ("expired", EXPIRED, None)
+
+
+def test_an_image_uploaded_in_time_is_never_expired(cloud, headers):
+    data = png(9501)
+    created = grant(cloud, headers, data)
+    started = time.monotonic()
+    stored_reply = post_file(created["upload"], data)
+    assert stored_reply.status_code in (200, 201, 204), stored_reply.text
+    # Read again once the deadline is past: done already, or pending while its image waits
+    # for the inference function; never "never uploaded".
+    time.sleep(max(0.0, URL_TTL + GRACE + 0.5 - (time.monotonic() - started)))
+    view = get(cloud, headers, f"/predictions/{created['prediction_id']}").json()
+    assert view["status"] in ("pending", "done"), view
+    assert wait_final(cloud, headers, created["prediction_id"])["status"] == "done"

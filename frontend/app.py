@@ -269,7 +269,7 @@ def show_batch(items: list[BatchItem]) -> None:
 
 
 def show_item(index: int, item: BatchItem) -> None:
-    """One result: an error, still pending, failed, or done (with feedback)."""
+    """One result: an error, still pending, failed, expired, or done (with feedback)."""
     prediction = item.prediction
     if item.error:
         st.error(f"{md(item.name)}: {md(item.error)}")
@@ -286,6 +286,9 @@ def show_item(index: int, item: BatchItem) -> None:
     elif prediction.status == "failed":
         reason = prediction.error or "unknown reason"
         st.error(f"{md(item.name)} could not be classified: {md(reason)}")
+    elif prediction.status == "expired":
+        reason = prediction.error or "the image was never uploaded"
+        st.warning(f"{md(item.name)} expired: {md(reason)}. Upload it again.")
     else:
         show_result(prediction)
         feedback_form(prediction)
@@ -380,6 +383,9 @@ def history_page() -> None:
                 text.markdown(f"{md(prediction.label)} ({(prediction.score or 0.0):.1%})")
             elif prediction.status == "failed":
                 text.markdown(f"failed: {md(prediction.error or 'unknown reason')}")
+            elif prediction.status == "expired":
+                reason = prediction.error or "the image was never uploaded"
+                text.markdown(f"expired: {md(reason)}")
             text.caption(f"{md(when(prediction.created_at))} - id {prediction.id}")
     newer, older, refresh = st.columns(3)
     if len(cursors) > 1 and newer.button("Newer", key="history-newer"):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 import requests
+from streamlit.testing.v1 import AppTest
 
 from tests.integration.conftest import LocalCloudHandle, emulator, start_local_cloud
 from tests.integration.test_local_cloud import png, wait_final
@@ -22,6 +24,7 @@ from tests.integration.test_local_cloud import png, wait_final
 pytestmark = pytest.mark.integration
 
 URL_TTL, GRACE = 4, 2
+APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
 EXPIRED = "the image was never uploaded"
 
 
@@ -142,3 +145,20 @@ def test_an_image_uploaded_in_time_is_never_expired(cloud, headers):
     view = get(cloud, headers, f"/predictions/{created['prediction_id']}").json()
     assert view["status"] in ("pending", "done"), view
     assert wait_final(cloud, headers, created["prediction_id"])["status"] == "done"
+
+
+def test_the_history_page_shows_it_expired(cloud, headers, monkeypatch):
+    created = grant(cloud, headers, png(9502))
+    time.sleep(URL_TTL + GRACE + 0.5)
+    monkeypatch.setenv("IMGCLF_API_URL", cloud.api_url)
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.run()
+    app.text_input(key="email").input("admin@example.com")
+    app.text_input(key="password").input("admin")
+    app.button(key="login").click().run()
+    app.sidebar.radio(key="page").set_value("My history").run()
+    assert not app.exception
+    shown = [m.value for m in app.markdown]
+    assert "**late\\.png** - expired" in shown, shown
+    assert f"expired: {EXPIRED}" in shown, shown
+    assert created["prediction_id"] in " ".join(c.value for c in app.caption)

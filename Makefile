@@ -10,7 +10,7 @@ EMULATOR ?= localstack
 
 .PHONY: up down test lint invoke load clean
 
-$(STAMP): pyproject.toml layers/common/requirements.txt functions/inference/requirements.txt \
+$(STAMP): pyproject.toml layers/common/requirements.txt functions/inference/requirements.txt functions/inference/requirements-build.txt \
           infrastructure/requirements.txt frontend/requirements.txt load/requirements.txt tests/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from imgclf import inference, storage
+from imgclf import cache, inference, storage
 from imgclf.model import get_classifier
 from imgclf.settings import get_settings
 from imgclf.tables import PredictionRecord, connect
@@ -28,10 +28,11 @@ from imgclf.tables import PredictionRecord, connect
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-# Built and traced at init, so the first message does not pay for it; the SDK clients too.
+# Built and warmed at init, so the first message does not pay for it; the SDK clients too.
 classifier = get_classifier()
 connect(PredictionRecord)
 storage.client()
+cache.announce_model(classifier.info)
 
 
 class RetryLater(Exception):

@@ -39,7 +39,7 @@ DEMO_LOGIN = ("admin@example.com", "admin")
 # The AWS emulators the local cloud can start (or none: --aws-endpoint).
 EMULATORS = ("localstack", "moto")
 # Environment variables of `localcloud up` that override the same-named template variable.
-PASSTHROUGH = ("MODEL_WEIGHTS", "INFERENCE_ENGINE", "LOG_LEVEL")
+PASSTHROUGH = ("MODEL_WEIGHTS", "INFERENCE_ENGINE", "INFERENCE_PRECISION", "LOG_LEVEL")
 
 
 @dataclass

@@ -86,7 +86,8 @@ def assert_done(view: dict) -> None:
     )
     assert all(c["label"] in CLASS_NAMES for c in result["top5"])
     assert result["label"] == result["top5"][0]["label"]
-    assert view["model"] == {"name": "resnet50", "weights": "random"}
+    assert view["model"]["name"] == "resnet50" and view["model"]["weights"] == "random"
+    assert view["model"]["engine"] == "openvino" and view["model"]["precision"] in ("f32", "bf16")
     assert view["completed_at"]
 
 
@@ -100,6 +101,9 @@ def test_login_upload_long_poll_done_then_feedback_and_list(local_cloud, demo):
     view = wait_final(local_cloud, demo, prediction_id)
     assert_done(view)
     assert view["filename"] == "first.png"
+    # /health names the model the inference sandbox runs: the one this result names.
+    health = requests.get(f"{local_cloud.api_url}/health", timeout=30).json()
+    assert health["model"] == view["model"]
 
     label = view["result"]["top5"][1]["label"]
     reply = requests.post(

@@ -81,6 +81,8 @@ def done_prediction(
         },
         model_name="resnet50",
         weights="random",
+        engine="openvino",
+        precision="f32",
     )
     if created_at is not None:
         record.created_at = created_at

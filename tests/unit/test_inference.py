@@ -19,6 +19,7 @@ from urllib.parse import quote, quote_plus
 
 import boto3
 import numpy as np
+import openvino
 import pytest
 import redis
 from botocore.exceptions import ClientError
@@ -179,6 +180,8 @@ def test_bad_files_fail_with_their_reason_while_the_rest_succeed(
             assert stored.result["label"] == stored.result["top5"][0]["label"]
             assert stored.timings["batch_size"] == 2
             assert stored.model_name == "resnet50" and stored.weights == "random"
+            engine = model.get_classifier()
+            assert (stored.engine, stored.precision) == (engine.engine, engine.precision)
         else:
             assert stored.status == FAILED, name
             assert reason in stored.error, (name, stored.error)
@@ -209,6 +212,34 @@ def test_duplicate_image_reuses_the_earlier_result(
     assert record(second).sha256 == record(first).sha256
     assert record(third).result == record(fourth).result
     assert record(third).status == record(fourth).status == DONE
+
+
+def test_a_result_of_another_engine_or_precision_is_not_reused(
+    classifier: model.Classifier, upload: Callable[..., tuple[str, str]]
+) -> None:
+    picture = samples.jpeg(seed=24)
+    other = model.Classifier(
+        weights="random",
+        engine="tensorflow" if classifier.engine == "openvino" else "openvino",
+        precision="f32",
+    )
+    first, first_key = upload(picture)
+    second, second_key = upload(picture)
+    third, third_key = upload(picture)
+    inference.classify_uploads(
+        [inference.UploadedObject(get_settings().upload_bucket, first_key)], other
+    )
+    inference.classify_uploads(
+        [inference.UploadedObject(get_settings().upload_bucket, second_key)], classifier
+    )
+    inference.classify_uploads(
+        [inference.UploadedObject(get_settings().upload_bucket, third_key)], classifier
+    )
+
+    assert (record(first).engine, record(second).engine) == (other.engine, classifier.engine)
+    assert record(second).timings["batch_size"] == 1  # computed, not the other engine's result
+    assert record(third).timings["batch_size"] == 0  # reused: same bytes, same model
+    assert inference.image_digest("ab", other.info) != inference.image_digest("ab", classifier.info)
 
 
 def test_without_redis_a_repeated_image_is_classified_again(
@@ -288,7 +319,7 @@ def test_result_is_cached_in_redis_and_announced(
     cached = json.loads(client.get(f"prediction:{prediction_id}"))
     assert cached["status"] == DONE and cached["user_id"] == USER
     assert cached["result"] == record(prediction_id).result
-    assert cached["model"] == {"name": "resnet50", "weights": "random"}
+    assert cached["model"] == model.get_classifier().info
     assert 0 < client.ttl(f"prediction:{prediction_id}") <= get_settings().result_ttl_seconds
     # The first read may only consume the subscription's confirmation.
     messages = [pubsub.get_message(timeout=1) for _ in range(3)]
@@ -505,9 +536,10 @@ def test_dockerfile_matches_the_template_and_the_code(template: dict[str, Any]) 
     ).is_file()
 
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.11\b", text, re.MULTILINE)
+    stages = re.findall(r"^FROM public\.ecr\.aws/lambda/python:3\.11\b", text, re.MULTILINE)
+    assert len(stages) == 2  # build, then runtime
     # Every COPY source exists in the build context (the repository root).
-    for sources in re.findall(r"^COPY\s+(.+)\s+\S+\s*$", text, re.MULTILINE):
+    for sources in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+\s*$", text, re.MULTILINE):
         for source in sources.split():
             assert (ROOT / source).exists(), source
     # The handler the CMD names is copied into the task root and defines lambda_handler.
@@ -515,10 +547,17 @@ def test_dockerfile_matches_the_template_and_the_code(template: dict[str, Any]) 
     assert f"COPY functions/inference/{module_name}.py ${{LAMBDA_TASK_ROOT}}/" in text
     assert f"def {function}(" in (FUNCTION_DIR / f"{module_name}.py").read_text()
     assert "COPY layers/common/python/imgclf ${LAMBDA_TASK_ROOT}/imgclf" in text
-    # Weights, and their LiteRT conversion, are baked in at build time.
-    assert "ResNet50(weights='imagenet')" in text
-    assert "model.Classifier(weights='imagenet', engine='litert')" in text
-    assert "ENV KERAS_HOME=" in text
+    # Weights are downloaded and converted to IR in the build stage; the runtime stage takes
+    # the IR and installs no TensorFlow.
+    build, runtime = text.split("\nFROM ", 1)[1].split("\nFROM ")
+    assert "ResNet50(weights='imagenet')" in build
+    assert "model.Classifier(weights='imagenet', engine='openvino')" in build
+    assert "requirements-build.txt" in build and "requirements-build.txt" not in runtime
+    assert "COPY --from=build /opt/keras/models /opt/keras/models" in runtime
+    assert "ENV KERAS_HOME=/opt/keras" in build and "ENV KERAS_HOME=/opt/keras" in runtime
+    runtime_packages = requirement_names(FUNCTION_DIR / "requirements.txt")
+    assert "openvino" in runtime_packages
+    assert not {"tensorflow", "tensorflow-cpu", "keras"} & runtime_packages
 
 
 def test_requirements_cover_what_the_inference_code_imports() -> None:
@@ -528,7 +567,8 @@ def test_requirements_cover_what_the_inference_code_imports() -> None:
     assert (
         "layers/common/requirements.txt" in text and "functions/inference/requirements.txt" in text
     )
-    installed = requirement_names(layer) | requirement_names(function)
+    build = FUNCTION_DIR / "requirements-build.txt"
+    installed = requirement_names(layer) | requirement_names(function) | requirement_names(build)
     package = ROOT / "layers/common/python/imgclf"
     modules = third_party_imports([FUNCTION_DIR / "app.py", *package.glob("*.py")])
     # Import name -> distribution; boto3/botocore come with the Lambda base image.
@@ -547,7 +587,8 @@ def test_requirements_cover_what_the_inference_code_imports() -> None:
     }
     assert not missing, f"imported but not in any requirements file: {sorted(missing)}"
     # The pins the tests ran with.
-    assert "tensorflow-cpu==2.21.0" in function.read_text()
+    assert "tensorflow-cpu==2.21.0" in build.read_text()
+    assert f"openvino=={openvino.__version__.split('-')[0]}" in function.read_text()
 
 
 def test_an_event_for_an_expired_prediction_leaves_it_expired(

@@ -9,15 +9,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 
 import keras
 import numpy as np
+import openvino
 import pytest
 from imgclf import images, labels, model
 from keras.applications.resnet50 import preprocess_input
 from keras.src.applications import imagenet_utils
+from PIL import Image
 
 from tests.unit import sample_images as samples
 
@@ -32,10 +37,16 @@ def reference() -> keras.Model:
 
 @pytest.fixture(scope="session", params=model.ENGINES)
 def classifier(request: pytest.FixtureRequest) -> model.Classifier:
-    """Each engine's classifier, built once per test session (ResNet50 is slow here)."""
-    if request.param == model.get_classifier().engine:
-        return model.get_classifier()
-    built = model.Classifier(weights="random", engine=request.param)
+    """Each engine's f32 classifier, built once per test session (ResNet50 is slow here)."""
+    built = model.Classifier(weights="random", engine=request.param, precision="f32")
+    built.warm_up()
+    return built
+
+
+@pytest.fixture(scope="session")
+def bf16() -> model.Classifier:
+    """OpenVINO at bf16 (emulated, and slow, on a CPU without bf16 instructions)."""
+    built = model.Classifier(weights="random", engine="openvino", precision="bf16")
     built.warm_up()
     return built
 
@@ -145,10 +156,11 @@ def test_weights_file_path_is_loaded_and_named(reference: keras.Model, tmp_path)
     loaded = model.build_keras_model(str(path))
     np.testing.assert_array_equal(loaded.weights[-1].numpy(), reference.weights[-1].numpy())
     assert model.weights_name(str(path)) == "resnet50-finetuned.weights.h5"
-    # Its LiteRT conversion is cached under a name tied to the file's content.
-    cached = model.litert_cache_path(str(path))
+    # Its OpenVINO IR is cached under a name tied to the file's content and OpenVINO's version.
+    cached = model.openvino_ir_path(str(path))
     assert cached.name.startswith("imgclf-resnet50-resnet50-finetuned.weights.h5-")
-    assert cached != model.litert_cache_path("random") != model.litert_cache_path("imagenet")
+    assert f"-ov{openvino.__version__.split('-')[0]}" in cached.name
+    assert cached != model.openvino_ir_path("random") != model.openvino_ir_path("imagenet")
     with pytest.raises(FileNotFoundError):
         model.build_keras_model(str(tmp_path / "missing.h5"))
 
@@ -192,3 +204,112 @@ def test_labels_module() -> None:
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="INFERENCE_ENGINE"):
         model.Classifier(weights="random", engine="onnx")
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="INFERENCE_PRECISION"):
+        model.Classifier(weights="random", engine="openvino", precision="int8")
+    with pytest.raises(ValueError, match="tensorflow engine runs f32"):
+        model.Classifier(weights="random", engine="tensorflow", precision="bf16")
+
+
+def cpu_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text()
+    return set(next(line for line in text.splitlines() if line.startswith("flags")).split()[2:])
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_it() -> None:
+    auto = model.Classifier(weights="random", engine="openvino", precision="auto")
+    expected = "bf16" if {"amx_bf16", "avx512_bf16"} & cpu_flags() else "f32"
+    assert auto.precision == expected
+    assert auto.info == {
+        "name": "resnet50",
+        "weights": "random",
+        "engine": "openvino",
+        "precision": expected,
+    }
+
+
+def test_results_name_the_precision_that_runs(
+    classifier: model.Classifier, bf16: model.Classifier
+) -> None:
+    assert classifier.precision == "f32" and classifier.info["engine"] == classifier.engine
+    assert bf16.info["precision"] == "bf16"
+
+
+def varied_pixels(count: int, seed: int = 11) -> np.ndarray:
+    """``count`` varied pictures: gradients, stripes, blocks, noise and mixes of them, some
+    through the real decoder (JPEG), as (N, 224, 224, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:224, 0:224].astype(np.float32)
+    out = []
+    for i in range(count):
+        kind = i % 4
+        phase = rng.uniform(0, 6.28, size=3)
+        freq = rng.uniform(4, 60, size=3)
+        if kind == 0:  # smooth colour waves
+            img = np.stack(
+                [127 + 120 * np.sin(x / freq[c] + y / freq[2 - c] + phase[c]) for c in range(3)], -1
+            )
+        elif kind == 1:  # blocks of flat colour
+            cells = rng.integers(0, 256, size=(8, 8, 3))
+            img = np.kron(cells, np.ones((28, 28, 1)))
+        elif kind == 2:  # noise over a tint
+            img = rng.normal(rng.uniform(40, 210, size=3), rng.uniform(10, 80), (224, 224, 3))
+        else:  # stripes and a disc
+            img = np.stack([255 * ((x + phase[c] * 10) // freq[c] % 2) for c in range(3)], -1)
+            img[(x - 112) ** 2 + (y - 112) ** 2 < rng.uniform(20, 90) ** 2] = rng.integers(
+                0, 256, 3
+            )
+        pixels = np.clip(img, 0, 255).astype(np.uint8)
+        if i % 3 == 0:
+            pixels = images.load_pixels(samples.encode(Image.fromarray(pixels), "JPEG"))
+        out.append(pixels)
+    return np.stack(out)
+
+
+def test_bf16_ranks_like_f32_on_varied_images(bf16: model.Classifier) -> None:
+    f32 = model.Classifier(weights="random", engine="openvino", precision="f32")
+    pixels = varied_pixels(200)
+    low, full = bf16.scores(pixels), f32.scores(pixels)
+    top1 = np.mean(low.argmax(axis=1) == full.argmax(axis=1))
+    overlap = np.mean(
+        [
+            len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5])) / 5
+            for a, b in zip(low, full, strict=True)
+        ]
+    )
+    assert top1 >= 0.99, top1
+    assert overlap >= 0.95, overlap
+    # Random weights give every picture the same top-1, but their top-5 sets differ: the
+    # overlap above can fail. And bf16 really ran: its scores are not f32's.
+    assert len({tuple(sorted(np.argsort(-row)[:5])) for row in full}) > 10
+    assert np.abs(low - full).max() > 1e-4
+
+
+WITHOUT_TENSORFLOW = """
+import importlib.abc, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras"):
+            raise ImportError(f"{name} is not installed in the runtime image")
+
+sys.meta_path.insert(0, Absent())
+from imgclf import model
+classifier = model.Classifier(weights="random", engine="openvino", precision="f32")
+print(classifier.classify(__import__("numpy").zeros((1, 224, 224, 3), "uint8"))[0].label)
+"""
+
+
+def test_the_openvino_engine_runs_from_its_ir_without_tensorflow(
+    classifier: model.Classifier,
+) -> None:
+    # As in the runtime image: the IR exists (converted by the fixture, or the build stage),
+    # and TensorFlow and Keras cannot be imported.
+    assert model.openvino_ir_path("random").is_file()
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert labels.is_class_name(done.stdout.strip().splitlines()[-1])

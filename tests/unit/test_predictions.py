@@ -82,7 +82,12 @@ def test_get_a_done_prediction(alice: LoggedInUser, invoke: Invoke) -> None:
         "completed_at": record.completed_at,
         "result": record.result,
         "error": None,
-        "model": {"name": "resnet50", "weights": "random"},
+        "model": {
+            "name": "resnet50",
+            "weights": "random",
+            "engine": "openvino",
+            "precision": "f32",
+        },
         "image_url": ANY,
     }
     assert_image_url(reply.body["image_url"], alice, record.id)
@@ -342,7 +347,7 @@ def test_health_reports_the_cache_and_the_upload_limits(aws: None, invoke: Invok
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
     assert (reply.status, reply.body) == (
         200,
-        {"status": "ok", "cache": "up", "database": "up", "upload": UPLOAD_LIMITS},
+        {"status": "ok", "cache": "up", "database": "up", "upload": UPLOAD_LIMITS, "model": None},
     )
     assert UPLOAD_LIMITS["content_types"] == ["image/jpeg", "image/png", "image/webp"]
 
@@ -351,8 +356,15 @@ def test_health_says_when_the_cache_is_down(aws: None, redis_down: None, invoke:
     reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
     assert (reply.status, reply.body) == (
         200,
-        {"status": "ok", "cache": "down", "database": "up", "upload": UPLOAD_LIMITS},
+        {"status": "ok", "cache": "down", "database": "up", "upload": UPLOAD_LIMITS, "model": None},
     )
+
+
+def test_health_names_the_model_the_inference_function_announced(aws: None, invoke: Invoke) -> None:
+    running = {"name": "resnet50", "weights": "random", "engine": "openvino", "precision": "bf16"}
+    cache.announce_model(running)
+    reply = invoke("PredictionsFunction", rest_event("GET", "/health"))
+    assert reply.body["model"] == running
 
 
 def test_health_shows_the_configured_upload_limit(

@@ -44,6 +44,26 @@ def client() -> redis.Redis:
     )
 
 
+MODEL_KEY = "model:inference"
+
+
+def announce_model(info: dict[str, str]) -> None:
+    """Say which model the inference function runs (each sandbox at its init), for /health."""
+    try:
+        client().set(MODEL_KEY, json.dumps(info))
+    except redis.RedisError as exc:
+        logger.warning("redis write failed", extra={"error": str(exc)})
+
+
+def running_model() -> dict[str, str] | None:
+    """The model the inference function last announced (None if none has, or Redis is down)."""
+    try:
+        announced = client().get(MODEL_KEY)
+    except redis.RedisError:
+        return None
+    return None if announced is None else json.loads(announced)
+
+
 def ping() -> bool:
     """Whether Redis answers."""
     try:
@@ -75,7 +95,7 @@ def write_prediction(prediction_id: str, document: dict[str, Any]) -> None:
 
 
 def result_key(digest: str) -> str:
-    """The key of the result for an image digest (the same bytes, model and weights)."""
+    """The key of the result for an image digest (the same bytes and model)."""
     return f"result:{digest}"
 
 

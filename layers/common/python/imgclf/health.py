@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from imgclf import cache, tables
+from imgclf.predictions import ModelInfo
 from imgclf.uploads import UploadLimits, upload_limits
 
 
@@ -19,6 +20,10 @@ class Health(BaseModel):
     cache: Literal["up", "down"]
     database: Literal["up", "down"]
     upload: UploadLimits
+    model: ModelInfo | None = Field(
+        description="what the inference function runs (name, weights, engine, precision), as "
+        "its latest sandbox announced it; null before one has started or with the cache down"
+    )
 
 
 def check_health() -> Health:
@@ -29,4 +34,5 @@ def check_health() -> Health:
         cache="up" if cache.ping() else "down",
         database="up" if database else "down",
         upload=upload_limits(),
+        model=cache.running_model(),
     )

@@ -2,10 +2,10 @@
 
 For a batch: find its predictions with one consistent BatchGetItem; read and hash every
 object at once (size-capped, on I/O threads); reuse the result Redis holds for the same
-bytes, model and weights (one round trip), or decode; classify every decoded image in ONE
-forward pass; then move each prediction from ``pending`` to ``done`` or ``failed`` with a
-conditional write (a duplicate event finds it final and leaves it alone), and cache and
-announce it in Redis.
+bytes and model (weights, engine, precision; one round trip), or decode; classify every
+decoded image in ONE forward pass; then move each prediction from ``pending`` to ``done``
+or ``failed`` with a conditional write (a duplicate event finds it final and leaves it
+alone), and cache and announce it in Redis.
 
 Failures are of two kinds. Permanent ones (not an image, unreadable, too large, a bomb, the
 object gone) mark the prediction ``failed`` with the reason and are not retried. Anything else
@@ -133,9 +133,10 @@ def fail_uploads(objects: Sequence[UploadedObject], reason: str = GAVE_UP_REASON
     return [item.outcome for item in items]
 
 
-def image_digest(sha256: str, model_name: str, weights: str) -> str:
-    """The identity of a result: the same bytes through the same model and weights."""
-    return f"{sha256}#{model_name}#{weights}"
+def image_digest(sha256: str, model: dict[str, str]) -> str:
+    """The identity of a result: the same bytes through the same model, weights, engine and
+    precision (``Classifier.info``), so no result computed one way is served as another."""
+    return "#".join((sha256, model["name"], model["weights"], model["engine"], model["precision"]))
 
 
 def _each(step: Callable[..., Any], items: list[_Item], *args: Any, **kwargs: Any) -> list[Any]:
@@ -214,11 +215,10 @@ def _read(item: _Item, max_bytes: int) -> bool:
 
 
 def _reuse_earlier_results(batch: list[_Item], classifier: Classifier) -> list[_Item]:
-    """Finish the items whose bytes, model and weights have a cached result (one Redis
-    round trip for the batch); the items that need the model."""
-    model_name, weights = classifier.model_name, classifier.weights_name
+    """Finish the items whose bytes and model (``Classifier.info``) have a cached result
+    (one Redis round trip for the batch); the items that need the model."""
     for item in batch:
-        item.digest = image_digest(item.sha256 or "", model_name, weights)
+        item.digest = image_digest(item.sha256 or "", classifier.info)
     earlier = cache.read_results([item.digest or "" for item in batch])
     hits = [item for item in batch if item.digest in earlier]
     for item in hits:
@@ -283,6 +283,8 @@ def _finish_done(item: _Item, result: dict[str, Any], classifier: Classifier) ->
         result=result,
         model_name=classifier.model_name,
         weights=classifier.weights_name,
+        engine=classifier.engine,
+        precision=classifier.precision,
         sha256=item.sha256,
     )
 

@@ -1,24 +1,25 @@
-"""ResNet50 (Keras, ImageNet's 1,000 classes), built once per process, run as a compiled graph.
+"""ResNet50 (Keras, ImageNet's 1,000 classes), built once per process, served by an engine.
 
 ``MODEL_WEIGHTS`` picks the weights: ``imagenet`` (Keras's file: downloaded once into
 ``KERAS_HOME``, baked into the container image), a path to a Keras weights file, or
 ``random`` (a seeded random initialisation: the same compute, meaningless labels, used where
 weights cannot be downloaded). Results name the weights, so a random result says so.
 
-One forward pass takes a whole batch of uint8 pixels: ``preprocess_input`` and the network run
-inside one ``tf.function`` with a fixed input signature (traced once, never eager, never
-``model.predict``), with TensorFlow's threads set to the cores the process may use.
+``INFERENCE_ENGINE`` picks what runs the network; both take a batch of uint8 RGB pixels and
+apply ``preprocess_input`` themselves, one forward pass per batch:
 
-The graph is the Keras model with each inference-mode BatchNormalization folded into the
-convolution before it (kernel and bias rescaled once, at build), as TFLite and TensorRT do:
-the same function, without 53 elementwise passes, and each convolution ends in a BiasAdd that
-TensorFlow fuses with the ReLU. Scores match the unfolded Keras model to about 1e-6.
+- ``openvino`` (default): the Keras model converted to OpenVINO IR once, with
+  ``preprocess_input`` (RGB->BGR, ImageNet mean) folded into the IR as preprocessing. The
+  conversion needs TensorFlow; running the IR does not. The container image converts at
+  build time and carries no TensorFlow; locally the IR is converted on first use and cached
+  next to Keras's weights. ``INFERENCE_PRECISION`` is ``auto`` (OpenVINO's choice for the
+  CPU: bf16 where it has AMX or AVX512_BF16, f32 elsewhere), ``f32`` or ``bf16``; a result
+  names the precision the compiled model actually runs.
+- ``tensorflow``: the reference. The Keras model with each inference-mode BatchNormalization
+  folded into the convolution before it, inside one ``tf.function`` (traced once, never
+  eager); scores match the unfolded Keras model to about 1e-6.
 
-``INFERENCE_ENGINE=litert`` serves the same Keras model through LiteRT instead (exported as a
-SavedModel, converted with ``TFLiteConverter.from_saved_model``, run by XNNPACK): on the
-2-core machines measured it is faster, and its scores match TensorFlow's within 1e-5
-(``python -m load.bench_inference`` measures both). The converted model is cached next to the
-weights; the container image converts it at build time.
+Both use the cores this process may run on (a sandbox's pinning, Lambda's vCPUs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,7 +43,10 @@ TOP_K = 5
 RANDOM_SEED = 1234
 """Seed of the ``random`` weights: every process builds the same random network."""
 
-ENGINES = ("tensorflow", "litert")
+ENGINES = ("openvino", "tensorflow")
+PRECISIONS = ("auto", "f32", "bf16")
+# preprocess_input's "caffe" mode: RGB -> BGR, then these per-channel means (BGR order).
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
 @dataclass(frozen=True)
@@ -245,93 +248,106 @@ def _tensorflow_forward(keras_model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return lambda pixels: forward(pixels).numpy()
 
 
-def litert_cache_path(weights: str, seed: int = RANDOM_SEED) -> Path:
-    """Where the LiteRT model for ``weights`` is kept: next to Keras's downloaded weights
-    (``$KERAS_HOME/models``), named after the weights and the TensorFlow version."""
-    import tensorflow as tf
-
+def _weights_tag(weights: str, seed: int) -> str:
+    """The weights' part of a cache file's name: a weights file by its name and content."""
     if weights == "imagenet":
-        tag = "imagenet"
-    elif weights == "random":
-        tag = f"random-{seed}"
-    else:
-        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
-        tag = f"{Path(weights).name}-{digest}"
+        return "imagenet"
+    if weights == "random":
+        return f"random-{seed}"
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    return f"{Path(weights).name}-{digest}"
+
+
+def openvino_ir_path(weights: str, seed: int = RANDOM_SEED) -> Path:
+    """Where the OpenVINO IR of ``weights`` is kept: next to Keras's downloaded weights
+    (``$KERAS_HOME/models``), named after the weights and OpenVINO's version (the IR holds
+    f32 weights: the precision is chosen when it is compiled, not here)."""
+    import openvino
+
+    version = openvino.__version__.split("-")[0]
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    return home / "models" / f"imgclf-{MODEL_NAME}-{tag}-tf{tf.__version__}.tflite"
+    return home / "models" / f"imgclf-{MODEL_NAME}-{_weights_tag(weights, seed)}-ov{version}.xml"
 
 
-def litert_model(weights: str, seed: int, keras_model: Callable[[], Any]) -> bytes:
-    """The LiteRT flatbuffer of the network: read from the cache, else converted (the Keras
-    model exported as a SavedModel, then ``TFLiteConverter.from_saved_model``) and cached.
-    The container image converts at build time, so a sandbox only reads the file."""
-    import tensorflow as tf
+def convert_to_openvino(keras_model: Any, path: Path) -> None:
+    """Convert the Keras model to OpenVINO IR at ``path`` (``.xml`` + ``.bin``), uint8 NHWC
+    pixels in, with ``preprocess_input`` as the IR's own preprocessing. Needs TensorFlow.
 
-    path = litert_cache_path(weights, seed)
-    if path.is_file():
-        return path.read_bytes()
-    with tempfile.TemporaryDirectory() as tmp:
-        keras_model().export(f"{tmp}/saved_model", format="tf_saved_model", verbose=False)
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(f"{tmp}/saved_model").convert()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.part")
-        partial.write_bytes(flatbuffer)
-        partial.replace(path)  # atomic: concurrent sandboxes never read half a file
-    except OSError:
-        pass  # a read-only home: convert again next time
-    return flatbuffer
+    Written atomically: the files are saved in a temporary folder beside ``path`` and moved
+    into place, the ``.bin`` first, so a concurrent reader that finds the ``.xml`` finds both.
+    """
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    network = ov.convert_model(keras_model, input=[(-1, *TARGET_SIZE, 3)])
+    ppp = PrePostProcessor(network)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NHWC"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).reverse_channels().mean(
+        list(IMAGENET_BGR_MEAN)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".convert-") as tmp:
+        # compress_to_fp16=False: save_model would otherwise halve the weights' precision.
+        ov.save_model(ppp.build(), f"{tmp}/model.xml", compress_to_fp16=False)
+        os.replace(f"{tmp}/model.bin", path.with_suffix(".bin"))
+        os.replace(f"{tmp}/model.xml", path)
 
 
-def _litert_forward(flatbuffer: bytes) -> Callable[[np.ndarray], np.ndarray]:
-    """The LiteRT interpreter (XNNPACK on the CPU), resized to each batch it is given."""
-    import tensorflow as tf
-    from keras.applications.resnet50 import preprocess_input
+def _openvino_forward(path: Path, precision: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """The IR compiled for this process's cores at ``precision``; the forward pass and the
+    precision the compiled model runs (``f32`` | ``bf16``).
 
-    with warnings.catch_warnings():
-        # Its notice that LiteRT moves to the ai-edge-litert package: the pinned TensorFlow
-        # still ships it, and one dependency less keeps the image smaller.
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=cpu_count())
-    source = interpreter.get_input_details()[0]["index"]
-    sink = interpreter.get_output_details()[0]["index"]
-    allocated = {"batch": 0}
+    One stream, every core on one request (the LATENCY hint): a whole batch in one request
+    measured faster here than one request per image over a stream per core
+    (``python -m load.bench_inference``).
+    """
+    import openvino as ov
+
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": cpu_count()}
+    if precision != "auto":
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    running = compiled.get_property("INFERENCE_PRECISION_HINT")
+    request = compiled.create_infer_request()
 
     def forward(pixels: np.ndarray) -> np.ndarray:
-        if allocated["batch"] != len(pixels):
-            interpreter.resize_tensor_input(source, [len(pixels), *TARGET_SIZE, 3])
-            interpreter.allocate_tensors()
-            allocated["batch"] = len(pixels)
-        batch = np.ascontiguousarray(preprocess_input(pixels.astype(np.float32)))
-        interpreter.set_tensor(source, batch)
-        interpreter.invoke()
-        return interpreter.get_tensor(sink).copy()
+        return request.infer({0: np.ascontiguousarray(pixels)})[0].copy()
 
-    return forward
+    return forward, "bf16" if running == ov.Type.bf16 else "f32"
 
 
 @dataclass
 class Classifier:
     """ResNet50 behind one forward pass per batch: uint8 pixels in, class scores out.
 
-    ``engine`` is ``tensorflow`` (the compiled graph) or ``litert`` (the same network
-    converted to LiteRT; its scores match TensorFlow's to about 2e-6).
+    ``engine`` is ``openvino`` (the IR, compiled at ``precision``) or ``tensorflow`` (the
+    compiled graph, f32: the reference). ``precision`` names what runs once built.
     """
 
     weights: str = "imagenet"
-    engine: str = "tensorflow"
+    engine: str = "openvino"
+    precision: str = "auto"
     seed: int = RANDOM_SEED
     keras_model: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"INFERENCE_ENGINE={self.engine!r}: expected one of {ENGINES}")
-        configure_threads()
-        if self.engine == "litert":
-            flatbuffer = litert_model(self.weights, self.seed, self._keras)
-            self._forward = _litert_forward(flatbuffer)
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"INFERENCE_PRECISION={self.precision!r}: expected one of {PRECISIONS}"
+            )
+        if self.engine == "openvino":
+            path = openvino_ir_path(self.weights, self.seed)
+            if not path.is_file():
+                convert_to_openvino(self._keras(), path)
+            self._forward, self.precision = _openvino_forward(path, self.precision)
         else:
-            self._forward = _tensorflow_forward(self._keras())
+            if self.precision == "bf16":
+                raise ValueError("INFERENCE_PRECISION=bf16: the tensorflow engine runs f32")
+            configure_threads()
+            self._forward, self.precision = _tensorflow_forward(self._keras()), "f32"
 
     def _keras(self) -> Any:
         if self.keras_model is None:
@@ -347,6 +363,16 @@ class Classifier:
     def weights_name(self) -> str:
         """The weights' name in results (``imagenet`` | ``random`` | file name)."""
         return weights_name(self.weights)
+
+    @property
+    def info(self) -> dict[str, str]:
+        """What every result names: ``{name, weights, engine, precision}``."""
+        return {
+            "name": self.model_name,
+            "weights": self.weights_name,
+            "engine": self.engine,
+            "precision": self.precision,
+        }
 
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) uint8 RGB -> (N, 1000) float32 softmax scores, in one pass."""
@@ -367,10 +393,15 @@ class Classifier:
 
 @lru_cache(maxsize=1)
 def get_classifier() -> Classifier:
-    """The process's classifier, from MODEL_WEIGHTS / INFERENCE_ENGINE, built on first use."""
+    """The process's classifier, from MODEL_WEIGHTS / INFERENCE_ENGINE / INFERENCE_PRECISION,
+    built on first use."""
     from imgclf.settings import get_settings
 
     settings = get_settings()
-    classifier = Classifier(weights=settings.model_weights, engine=settings.inference_engine)
+    classifier = Classifier(
+        weights=settings.model_weights,
+        engine=settings.inference_engine,
+        precision=settings.inference_precision,
+    )
     classifier.warm_up()
     return classifier

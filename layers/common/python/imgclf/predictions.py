@@ -54,10 +54,13 @@ class Result(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """Which model and weights produced a result."""
+    """Which model, weights, engine and precision produced a result (results stored before
+    engines were named have no engine or precision)."""
 
     name: str
     weights: str
+    engine: str | None = None
+    precision: str | None = None
 
 
 class PredictionState(BaseModel):
@@ -94,7 +97,12 @@ class PredictionPage(BaseModel):
 def state_of(record: PredictionRecord) -> PredictionState:
     """The state of a stored prediction, as the views show it and Redis caches it."""
     model = (
-        ModelInfo(name=record.model_name, weights=record.weights)
+        ModelInfo(
+            name=record.model_name,
+            weights=record.weights,
+            engine=record.engine,
+            precision=record.precision,
+        )
         if record.model_name and record.weights
         else None
     )

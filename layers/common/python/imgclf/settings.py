@@ -38,7 +38,9 @@ class Settings(BaseModel):
     image_url_ttl_seconds: int = Field(default=300, gt=0)
     result_ttl_seconds: int = Field(default=86400, gt=0)
     model_weights: str = "imagenet"
-    inference_engine: str = "litert"
+    # openvino | tensorflow; auto | f32 | bf16 (imgclf.model checks both).
+    inference_engine: str = "openvino"
+    inference_precision: str = "auto"
     # Inference only: its second event source, whose messages are marked failed, not retried.
     dead_letter_queue_arn: str | None = None
     # Not in template.yaml: Lambda sets AWS_REGION; AWS_ENDPOINT_URL points every client

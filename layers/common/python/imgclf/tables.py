@@ -119,6 +119,8 @@ class PredictionRecord(Model):
     error = UnicodeAttribute(null=True)
     model_name = UnicodeAttribute(null=True)
     weights = UnicodeAttribute(null=True)
+    engine = UnicodeAttribute(null=True)
+    precision = UnicodeAttribute(null=True)
     sha256 = UnicodeAttribute(null=True)
     # {read_ms, decode_ms, inference_ms, batch_size}, one JSON string likewise
     timings = JSONAttribute(null=True)

@@ -306,8 +306,7 @@ def show_result(prediction: Prediction) -> None:
             }
         )
         st.bar_chart(chart, x="class", y="score", horizontal=True, sort="-score", height=200)
-    model = f"{prediction.model_name or 'model'} ({prediction.weights or 'unknown'} weights)"
-    st.caption(f"{md(model)}, finished {md(when(prediction.completed_at))}")
+    st.caption(f"{md(prediction.model_text)}, finished {md(when(prediction.completed_at))}")
 
 
 def feedback_form(prediction: Prediction) -> None:

@@ -151,6 +151,8 @@ class Prediction:
     error: str | None = None
     model_name: str | None = None
     weights: str | None = None
+    engine: str | None = None
+    precision: str | None = None
     #: A short-lived pre-signed GET of the uploaded image (signed for each reply).
     image_url: str | None = field(default=None, repr=False)
 
@@ -158,6 +160,14 @@ class Prediction:
     def finished(self) -> bool:
         """True once the status has left ``pending`` (it never goes back)."""
         return self.status != "pending"
+
+    @property
+    def model_text(self) -> str:
+        """The model as the front end names it, e.g. ``resnet50 (imagenet weights, openvino
+        bf16)``; older results name no engine."""
+        served = " ".join(part for part in (self.engine, self.precision) if part)
+        details = f"{self.weights or 'unknown'} weights" + (f", {served}" if served else "")
+        return f"{self.model_name or 'model'} ({details})"
 
     @property
     def random_weights(self) -> bool:
@@ -185,6 +195,8 @@ class Prediction:
             error=body.get("error"),
             model_name=model.get("name"),
             weights=model.get("weights"),
+            engine=model.get("engine"),
+            precision=model.get("precision"),
             image_url=body.get("image_url"),
         )
 

@@ -133,10 +133,16 @@ def test_the_prediction_view_is_read_with_its_result_and_model():
                 "top5": [{"class_id": "n02123045", "label": "tabby", "score": 0.5}],
             },
             "error": None,
-            "model": {"name": "resnet50", "weights": "random"},
+            "model": {
+                "name": "resnet50",
+                "weights": "random",
+                "engine": "openvino",
+                "precision": "bf16",
+            },
             "image_url": "http://127.0.0.1:4566/bucket/uploads/u/abc?X-Amz-Signature=s",
         }
     )
+    assert prediction.model_text == "resnet50 (random weights, openvino bf16)"
     assert prediction.image_url.endswith("/uploads/u/abc?X-Amz-Signature=s")
     assert prediction.finished and prediction.random_weights
     assert (prediction.label, prediction.score, prediction.top5[0].class_id) == (
@@ -146,6 +152,8 @@ def test_the_prediction_view_is_read_with_its_result_and_model():
     )
     pending = Prediction.from_json({"id": "x", "status": "pending", "result": None, "model": None})
     assert not pending.finished and pending.label is None and pending.top5 == ()
+    older = Prediction.from_json({"id": "y", "model": {"name": "resnet50", "weights": "imagenet"}})
+    assert older.model_text == "resnet50 (imagenet weights)"
 
 
 # --------------------------------------------------------------------------- a stand-in API

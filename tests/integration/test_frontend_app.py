@@ -105,6 +105,9 @@ def test_upload_shows_the_result_and_feedback_is_stored(app, local_cloud):
     assert any(m.value.startswith("Confidence: **") for m in app.markdown)
     assert any("random weights" in w.value for w in app.warning)
     assert len(app.get("vega_lite_chart")) == 1  # the top-5 chart
+    assert any(
+        plain(c.value).startswith("resnet50 (random weights, openvino ") for c in app.caption
+    )
     [item] = app.session_state["batch"]
     prediction_id = item.prediction_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -164,6 +165,12 @@ def test_log_in_upload_and_see_the_result_in_chromium(
             expect(page.get_by_text("Confidence:").first).to_be_visible()
             banner = page.get_by_test_id("stAlertContentWarning")
             expect(banner).to_contain_text("These results come from a model with random weights")
+            # Each result names the model, its weights, engine and precision.
+            expect(
+                page.get_by_text(
+                    re.compile(r"resnet50 \(random weights, openvino (f32|bf16)\)")
+                ).first
+            ).to_be_visible()
 
             # Feedback on the first result: wrong, the right label found by typing.
             page.get_by_text("Wrong", exact=True).first.click()

@@ -73,16 +73,36 @@ def manifest(state_dir: Path) -> dict:
     return json.loads((state_dir / "saved" / "manifest.json").read_text())
 
 
-def wait_saved_after(state_dir: Path, moment: float) -> float:
-    """Wait until a save that started after ``moment`` is committed; its saved_at."""
-    deadline = time.monotonic() + SAVE_INTERVAL + SAVE_SLACK
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            saved_at = manifest(state_dir)["saved_at"]
-            if saved_at > moment + 0.5:  # the save's scan began after the moment
-                return saved_at
+def saved_items(state_dir: Path, table: str) -> list[dict]:
+    """The items of a table in the last complete save (DynamoDB JSON)."""
+    entry = manifest(state_dir)["tables"][table]
+    text = (state_dir / "saved" / entry["file"]).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def wait_saved(state_dir: Path, done: list[str], feedback_on: list[str] = ()) -> float:
+    """Wait until the last complete save holds these predictions as done and feedback on
+    those; how long that took."""
+    started = time.monotonic()
+    while time.monotonic() < started + SAVE_INTERVAL + SAVE_SLACK:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            statuses = {
+                i["id"]["S"]: i["status"]["S"] for i in saved_items(state_dir, "PredictionsTable")
+            }
+            sent = {i["prediction_id"]["S"] for i in saved_items(state_dir, "FeedbackTable")}
+            if all(statuses.get(i) == "done" for i in done) and set(feedback_on) <= sent:
+                return time.monotonic() - started
         time.sleep(0.05)
-    raise TimeoutError(f"no save within {SAVE_INTERVAL + SAVE_SLACK}s of the last write")
+    raise TimeoutError(f"not saved within {SAVE_INTERVAL + SAVE_SLACK}s of being acknowledged")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (orphans here may wait for a reaper that never comes)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def kill_everything(cloud: LocalCloudHandle) -> list[int]:
@@ -96,7 +116,7 @@ def kill_everything(cloud: LocalCloudHandle) -> list[int]:
             os.kill(pid, signal.SIGKILL)
     cloud.process.wait(10)
     deadline = time.monotonic() + 10
-    while any(services.process_cmdline(pid) is not None for pid in pids):
+    while any(running(pid) for pid in pids):
         assert time.monotonic() < deadline, "processes survived SIGKILL"
         time.sleep(0.05)
     return pids
@@ -208,10 +228,9 @@ def test_kill_9_of_every_process_loses_nothing_older_than_the_save_interval(tmp_
         for prediction_id in ids:
             assert_done(wait_final(cloud, headers, prediction_id))
         send_feedback(cloud, headers, ids[0])
-        acknowledged = time.time()
+        wait_saved(state_dir, ids, feedback_on=ids[:1])
         before = views(cloud, headers)
         sent = feedback(cloud, headers)
-        wait_saved_after(state_dir, acknowledged)
     finally:
         kill_everything(cloud)
 
@@ -306,13 +325,15 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
         headers = cloud.login()
         prediction_id = upload(cloud, headers, png(7200))
         assert_done(wait_final(cloud, headers, prediction_id))
-        acknowledged = time.time()
-        wait_saved_after(state_dir, acknowledged)
-        saved_at = manifest(state_dir)["saved_at"]
+        wait_saved(state_dir, [prediction_id])
 
         emulator = cloud.state()["emulator"]
         os.kill(cloud.state()["processes"][emulator]["pid"], signal.SIGKILL)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while cloud.state()["down"] != [emulator]:
+            assert time.monotonic() < deadline, "the cloud did not notice the emulator died"
+            time.sleep(0.1)
+        saved_at = manifest(state_dir)["saved_at"]
         login_url = cloud.function_urls["AuthFunction"] + "auth/login"
         png_type = {"content_type": "image/png"}
         requests_needing_the_store = [
@@ -336,7 +357,6 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
             "down",
             "up",
         )
-        assert cloud.state()["down"] == [emulator]
         assert f"{emulator} exited" in cloud.output.read_text()
         assert cloud.process.poll() is None  # still serving
     finally:
@@ -368,7 +388,11 @@ def test_fresh_starts_empty_and_keeps_the_previous_state_aside(tmp_path):
         assert views(cloud, cloud.login()) == {}
         assert (state_dir / "saved.before-fresh" / "manifest.json").exists()
         dynamodb = boto3.client(
-            "dynamodb", endpoint_url=cloud.env["AWS_ENDPOINT_URL"], region_name="us-east-1"
+            "dynamodb",
+            endpoint_url=cloud.env["AWS_ENDPOINT_URL"],
+            region_name=cloud.env["AWS_REGION"],
+            aws_access_key_id=cloud.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=cloud.env["AWS_SECRET_ACCESS_KEY"],
         )
         users = dynamodb.scan(TableName=cloud.env["USERS_TABLE"])["Items"]
         assert [u["email"]["S"] for u in users] == ["admin@example.com"]

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LOCALCLOUD_FRESH") == "1",
         help="start empty instead of restoring the saved state (kept in saved.before-fresh/)",
     )
+    up.add_argument(
+        "--ephemeral",
+        action="store_true",
+        default=os.environ.get("LOCALCLOUD_EPHEMERAL") == "1",
+        help="neither restore nor save state (a throwaway cloud)",
+    )
 
     commands.add_parser("down", parents=[common], help="stop the local cloud started from here")
 
@@ -191,6 +197,7 @@ def config_from(args: argparse.Namespace) -> CloudConfig:
         config.sqs_visibility_timeout = args.sqs_visibility_timeout or None
         config.save_interval = args.save_interval
         config.fresh = args.fresh
+        config.durable = not args.ephemeral
     return config
 
 
@@ -232,7 +239,7 @@ def _banner(local: LocalCloud) -> str:
         f"  Redis                                 {local.redis_url}",
         f"  Demo login                            {cloud.DEMO_LOGIN[0]} / {cloud.DEMO_LOGIN[1]}",
         f"  Logs                                  {local.logs}",
-        f"  Saved state (restored {local.restored})",
+        f"  Saved state (restored {local.restored or 'nothing: --ephemeral'})",
         f"                                        {local.state_dir / 'saved'}",
         "Ctrl-C (or `make down`) stops everything.",
     ]

@@ -71,9 +71,11 @@ class CloudConfig:
     account_id: str | None = None  # None: the account the endpoint names (STS)
     redis_restart_delay: float = 1.0
     # Durable state (saved_state.py): save this often while functions run (0: only at stop);
-    # fresh=True starts empty (the previous save is moved to saved.before-fresh/).
+    # fresh=True starts empty (the previous save is moved to saved.before-fresh/);
+    # durable=False neither restores nor saves (a throwaway cloud, e.g. a load test's).
     save_interval: float = 2.0
     fresh: bool = False
+    durable: bool = True
 
     def resolved_port(self, port: int) -> int:
         """The port itself, or a free one for 0."""
@@ -265,6 +267,9 @@ class LocalCloud:
     def _restore_saved_state(self) -> None:
         # After provisioning (the tables and buckets exist), before any function runs.
         assert self.template is not None
+        if not self.config.durable:
+            log.info("not durable: nothing is restored or saved")
+            return
         directory = self.state_dir / SAVED_DIR
         if self.config.fresh and directory.exists():
             aside = directory.with_name(f"{SAVED_DIR}.before-fresh")
@@ -276,8 +281,9 @@ class LocalCloud:
         self.restored = str(report)
         if report.skipped:
             self.restored += f"; left alone: {', '.join(report.skipped)}"
-        log.warning("saved state restored from %s: %s", directory, self.restored)
-        self.saver = Saver(saved, self.config.save_interval)
+        log.info("saved state restored from %s: %s", directory, self.restored)
+        # Each save is shown in state.json (saved_state) at the next state write.
+        self.saver = Saver(saved, self.config.save_interval, on_saved=self._state_changed.set)
 
     def _pool_changed(self) -> None:
         self._state_changed.set()

@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,9 +331,12 @@ class Saver:
     # Even with no function run (e.g. a user added from the command line), save this often.
     IDLE_SAVE_SECONDS = 30.0
 
-    def __init__(self, saved: SavedState, interval: float) -> None:
+    def __init__(
+        self, saved: SavedState, interval: float, on_saved: Callable[[], None] | None = None
+    ) -> None:
         self.saved = saved
         self.interval = interval
+        self._on_saved = on_saved or (lambda: None)
         self.last: Report | None = None
         self.last_saved_at: float | None = None
         self.failures = 0
@@ -370,7 +373,8 @@ class Saver:
             self._failing = 0
             self.last_saved_at = time.time()
             log.info("state saved (%s): %s", why, self.last)
-            return True
+        self._on_saved()
+        return True
 
     def saved_at_text(self) -> str:
         """When the last complete save was made, for messages."""

@@ -398,3 +398,35 @@ def test_fresh_starts_empty_and_keeps_the_previous_state_aside(tmp_path):
         assert [u["email"]["S"] for u in users] == ["admin@example.com"]
     finally:
         cloud.stop()
+
+
+def test_a_save_made_on_moto_restores_on_localstack(tmp_path):
+    state_dir = tmp_path / "cloud"
+    cloud = start_local_cloud(state_dir, emulator_name="moto")
+    try:
+        headers = cloud.login()
+        prediction_id = upload(cloud, headers, png(7400))
+        assert_done(wait_final(cloud, headers, prediction_id))
+        send_feedback(cloud, headers, prediction_id)
+        before, sent = views(cloud, headers), feedback(cloud, headers)
+    finally:
+        down(cloud)
+    cloud = start_local_cloud(state_dir, emulator_name="localstack")
+    try:
+        after = views(cloud, headers)
+        assert stable(after[prediction_id]) == stable(before[prediction_id])
+        assert feedback(cloud, headers) == sent
+        assert image(after[prediction_id]) == png(7400)
+    finally:
+        cloud.stop()
+
+
+def test_an_ephemeral_cloud_saves_nothing(tmp_path):
+    state_dir = tmp_path / "cloud"
+    cloud = start_local_cloud(state_dir, extra_args=("--ephemeral",))
+    try:
+        headers = cloud.login()
+        assert_done(wait_final(cloud, headers, upload(cloud, headers, png(7500))))
+    finally:
+        down(cloud)
+    assert not (state_dir / "saved").exists()

@@ -277,7 +277,13 @@ class LocalCloud:
             directory.rename(aside)
             log.warning("--fresh: starting empty; the previous saved state is in %s", aside)
         saved = SavedState(directory, self.template, self.endpoint, self.config.region)
-        report = saved.restore()
+        try:
+            report = saved.restore()
+        except Exception as exc:  # the saved state is kept as it is: say how to start anyway
+            raise RuntimeError(
+                f"restoring the saved state in {directory} failed ({exc!r}); it is left as it "
+                "is: `--fresh` (LOCALCLOUD_FRESH=1) starts empty and moves it aside"
+            ) from exc
         self.restored = str(report)
         if report.skipped:
             self.restored += f"; left alone: {', '.join(report.skipped)}"

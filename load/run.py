@@ -47,6 +47,7 @@ import psutil
 import requests
 
 from load import report
+from load.bench_inference import cpu_model
 from load.images import generate_images, unique_variant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,15 +106,17 @@ def bracketing_engine(before: dict, after: dict) -> dict:
     }
 
 
-def inference_engine() -> str:
-    """The engine the local cloud's inference function runs: INFERENCE_ENGINE when set (the
-    local cloud passes it through), else the one template.yaml gives the function."""
+def inference_engine() -> tuple[str, str]:
+    """The engine and precision the local cloud's inference function runs: INFERENCE_ENGINE
+    and INFERENCE_PRECISION when set (the local cloud passes them through), else what
+    template.yaml gives the function."""
     from localcloud.template import load_yaml
 
     function = load_yaml(ROOT / "template.yaml")["Resources"]["InferenceFunction"]
-    return (
-        os.environ.get("INFERENCE_ENGINE")
-        or function["Properties"]["Environment"]["Variables"]["INFERENCE_ENGINE"]
+    variables = function["Properties"]["Environment"]["Variables"]
+    return tuple(  # type: ignore[return-value]
+        os.environ.get(name) or variables[name]
+        for name in ("INFERENCE_ENGINE", "INFERENCE_PRECISION")
     )
 
 
@@ -128,8 +131,8 @@ def _engine_figures(seconds: float = 3.0, rounds: int = 3) -> dict:
     from load.bench_inference import raw_step, throughput
 
     load_before = os.getloadavg()[0]
-    engine = inference_engine()
-    classifier = Classifier(weights="random", engine=engine)
+    engine, precision = inference_engine()
+    classifier = Classifier(weights="random", engine=engine, precision=precision)
     classifier.warm_up()
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(32, *TARGET_SIZE, 3), dtype=np.uint8)
@@ -142,8 +145,8 @@ def _engine_figures(seconds: float = 3.0, rounds: int = 3) -> dict:
     rates = {batch: float(np.median(values)) for batch, values in measured.items()}
     best = max((16, 32), key=lambda batch: rates[batch])
     return {
-        "description": f"ResNet50 fp32 through {engine} (the engine the inference function "
-        "runs), load.bench_inference's raw engine: preprocess_input + network, "
+        "description": f"ResNet50 through {engine} {classifier.precision} (what the inference "
+        "function runs), load.bench_inference's raw engine: preprocess_input + network, "
         f"{cpu_count()} threads, on ready pixels",
         "images_per_s": rates[best],
         "batch_size": best,
@@ -251,6 +254,17 @@ def component_cpu(cloud: Any) -> dict[str, float]:
     for name, pool in cloud.pools.items():
         out[name] = sum(_process_cpu(w["pid"]) for w in pool.workers())
     return out
+
+
+def inference_rss_mb(cloud: Any) -> float | None:
+    """The largest resident memory of the inference sandboxes now, in MB."""
+    sizes = []
+    for worker in cloud.pools["InferenceFunction"].workers():
+        try:
+            sizes.append(psutil.Process(worker["pid"]).memory_info().rss / 2**20)
+        except psutil.Error:
+            continue  # replaced meanwhile
+    return round(max(sizes), 1) if sizes else None
 
 
 def cloud_counters(cloud: Any) -> dict:
@@ -571,6 +585,7 @@ def run_scenario(
     )
     wall = time.monotonic() - started
     cpu_after = component_cpu(cloud)
+    rss_mb = inference_rss_mb(cloud)
     counts = drain(cloud.api_url, result["ledger"])
     after = cloud_counters(cloud)
     cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
@@ -607,6 +622,7 @@ def run_scenario(
         "inference_batches": batches,
         "mean_batch_size": round(counts["uploads"] / batches, 2) if batches else None,
         "invocations_by_sandbox": sorted(invocations.values(), reverse=True),
+        "inference_sandbox_rss_mb": rss_mb,
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
         **counts,
@@ -654,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}",
         "settings": {
             "duration_s": args.duration,

@@ -22,8 +22,8 @@ import pytest
 from imgclf import images, labels, model
 from keras.applications.resnet50 import preprocess_input
 from keras.src.applications import imagenet_utils
-from PIL import Image
 
+from load.bench_inference import varied_pixels
 from tests.unit import sample_images as samples
 
 TOLERANCE = 1e-5
@@ -235,37 +235,6 @@ def test_results_name_the_precision_that_runs(
 ) -> None:
     assert classifier.precision == "f32" and classifier.info["engine"] == classifier.engine
     assert bf16.info["precision"] == "bf16"
-
-
-def varied_pixels(count: int, seed: int = 11) -> np.ndarray:
-    """``count`` varied pictures: gradients, stripes, blocks, noise and mixes of them, some
-    through the real decoder (JPEG), as (N, 224, 224, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:224, 0:224].astype(np.float32)
-    out = []
-    for i in range(count):
-        kind = i % 4
-        phase = rng.uniform(0, 6.28, size=3)
-        freq = rng.uniform(4, 60, size=3)
-        if kind == 0:  # smooth colour waves
-            img = np.stack(
-                [127 + 120 * np.sin(x / freq[c] + y / freq[2 - c] + phase[c]) for c in range(3)], -1
-            )
-        elif kind == 1:  # blocks of flat colour
-            cells = rng.integers(0, 256, size=(8, 8, 3))
-            img = np.kron(cells, np.ones((28, 28, 1)))
-        elif kind == 2:  # noise over a tint
-            img = rng.normal(rng.uniform(40, 210, size=3), rng.uniform(10, 80), (224, 224, 3))
-        else:  # stripes and a disc
-            img = np.stack([255 * ((x + phase[c] * 10) // freq[c] % 2) for c in range(3)], -1)
-            img[(x - 112) ** 2 + (y - 112) ** 2 < rng.uniform(20, 90) ** 2] = rng.integers(
-                0, 256, 3
-            )
-        pixels = np.clip(img, 0, 255).astype(np.uint8)
-        if i % 3 == 0:
-            pixels = images.load_pixels(samples.encode(Image.fromarray(pixels), "JPEG"))
-        out.append(pixels)
-    return np.stack(out)
 
 
 def test_bf16_ranks_like_f32_on_varied_images(bf16: model.Classifier) -> None:

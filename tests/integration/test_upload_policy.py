@@ -112,3 +112,15 @@ def test_a_file_larger_than_granted_is_refused(localstack_cloud, headers):
     assert reply.status_code == 400, reply.text
     assert "EntityTooLarge" in reply.text
     assert not stored(localstack_cloud, upload["fields"]["key"])
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_a_file_of_any_other_size_than_declared_is_refused(localstack_cloud, headers, extra):
+    # The policy's content-length-range is exactly the declared size: one byte more or less
+    # (well inside UploadMaxBytes) is refused all the same.
+    data = png(9104)
+    upload = grant(localstack_cloud, headers, len(data))
+    reply = post(upload, data + b"\0" if extra > 0 else data[:-1])
+    assert reply.status_code == 400, reply.text
+    assert ("EntityTooLarge" if extra > 0 else "EntityTooSmall") in reply.text
+    assert not stored(localstack_cloud, upload["fields"]["key"])

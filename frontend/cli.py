@@ -13,7 +13,8 @@ Credentials: --email/--password, or IMGCLF_EMAIL / IMGCLF_PASSWORD. The API: --a
 IMGCLF_API_URL (default http://127.0.0.1:3000).
 
 Exit status: 0 when every image has a final result (done or failed) or was skipped, 1 when
-some are still pending or hit an error, 2 for a usage, login or API problem.
+some are still pending, expired (the upload never arrived: a rerun uploads them again) or hit
+an error, 2 for a usage, login or API problem.
 """
 
 from __future__ import annotations

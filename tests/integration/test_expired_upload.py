@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.integration
 URL_TTL, GRACE = 4, 2
 APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
 EXPIRED = "the image was never uploaded"
+TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # created_at, as the API writes it
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +95,16 @@ def test_a_grant_never_used_ends_expired_everywhere_and_stays_so(cloud, headers)
     data = png(9500)
     created = grant(cloud, headers, data)
     prediction_id, upload = created["prediction_id"], created["upload"]
-    started = time.monotonic()
-    assert get(cloud, headers, f"/predictions/{prediction_id}").json()["status"] == "pending"
+    first = get(cloud, headers, f"/predictions/{prediction_id}").json()
+    assert first["status"] == "pending"
+    deadline = datetime.strptime(first["created_at"], TIMESTAMP).replace(tzinfo=UTC)
+    deadline += timedelta(seconds=URL_TTL + GRACE)
 
     # A long-poll begun inside the window answers expired at the deadline, not at its end.
     view = get(cloud, headers, f"/predictions/{prediction_id}?wait=20").json()
-    elapsed = time.monotonic() - started
+    answered = datetime.now(UTC)  # the same machine's clock as the functions'
     assert (view["status"], view["error"]) == ("expired", EXPIRED), view
-    assert URL_TTL + GRACE - 1 < elapsed < URL_TTL + GRACE + 8, elapsed
+    assert deadline <= answered < deadline + timedelta(seconds=8), (deadline, answered)
     assert view["completed_at"] and view["result"] is None
 
     listed = {item["id"]: item for item in get(cloud, headers, "/predictions").json()["items"]}

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from localcloud import services
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180
@@ -35,6 +36,22 @@ DEMO_LOGIN = ("admin@example.com", "admin")
 def emulator() -> str:
     """The AWS emulator of this test run (`pytest --emulator`, see tests/conftest.py)."""
     return os.environ.get("LOCALCLOUD_EMULATOR") or "localstack"
+
+
+def start_emulator(directory: Path) -> tuple[services.ManagedProcess, str]:
+    """The run's emulator alone, with no local cloud, on a free port: (process, endpoint).
+    Stop it with ``process.stop()``."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = directory / f"{emulator()}.log"
+    if emulator() == "moto":
+        process = services.moto_server(port, log)
+    else:
+        python = ROOT / ".venv-localstack" / "bin" / "python"
+        process = services.localstack_server(port, python, directory / "localstack", log)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The SQS event source mapping against moto's server, with a tiny batch function.
+"""The SQS event source mapping against the run's emulator, with a tiny batch function.
 
 Lambda's rules: batches by BatchSize and MaximumBatchingWindowInSeconds, the event shaped
 as Lambda delivers it, only what succeeded deleted (ReportBatchItemFailures), the rest
@@ -8,35 +8,34 @@ retried after the visibility timeout and sent to the DLQ after maxReceiveCount.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localcloud import services
 from localcloud.poller import SqsPoller, failed_message_ids
-from localcloud.provision import aws_clients, provision
+from localcloud.provision import aws_clients, endpoint_account, provision
 from localcloud.sandbox import FunctionPool, InvokeResult, lambda_environment
 from localcloud.template import Template
 
+from tests.integration.conftest import start_emulator
 from tests.integration.test_gateway import APP, assert_same_shape, sam_event
 
 pytestmark = pytest.mark.integration
 
 
 class Mapping:
-    """moto + the test app's queues + the batch function's pool and poller."""
+    """The emulator + the test app's queues + the batch function's pool and poller."""
 
     def __init__(self, tmp: Path, concurrency: int = 1) -> None:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         self.out = tmp / "deliveries.jsonl"
-        port = services.free_port()
-        self.moto = services.moto_server(port, tmp / "moto.log")
-        endpoint = f"http://127.0.0.1:{port}"
+        self.emulator, endpoint = start_emulator(tmp / "emulator")
+        self.account = endpoint_account(endpoint, "us-east-1")
         self.template = Template(
-            APP / "template.yaml", parameters={"OutDir": str(tmp)}, sqs_endpoint=endpoint
+            APP / "template.yaml",
+            parameters={"OutDir": str(tmp)},
+            account_id=self.account,
+            sqs_endpoint=endpoint,
         )
         self.clients = aws_clients(endpoint, "us-east-1")
         self.sqs = self.clients["sqs"]
@@ -44,7 +43,7 @@ class Mapping:
         self.queues = provision(self.template, self.clients, max_visibility_timeout=2).queues
         spec = self.template.functions()["BatchFunction"]
         env = lambda_environment(
-            spec, region="us-east-1", account_id="123456789012", endpoint_url=endpoint, overrides={}
+            spec, region="us-east-1", account_id=self.account, endpoint_url=endpoint, overrides={}
         )
         self.pool = FunctionPool(spec, env, concurrency=concurrency, log_path=tmp / "batch.log")
         [source] = spec.sqs_sources
@@ -86,7 +85,7 @@ class Mapping:
     def close(self) -> None:
         self.poller.stop()
         self.pool.close()
-        self.moto.stop()
+        self.emulator.stop()
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def test_event_is_shaped_as_lambda_delivers_it(mapping):
     reference = sam_event("sqs", "receive-message")["Records"][0]
     assert_same_shape(record, reference, "record")
     assert record["eventSource"] == "aws:sqs"
-    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:imgclf-WorkQueue"
+    assert record["eventSourceARN"] == f"arn:aws:sqs:us-east-1:{mapping.account}:imgclf-WorkQueue"
     assert record["awsRegion"] == "us-east-1"
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert json.loads(record["body"]) == {"id": "shape"}

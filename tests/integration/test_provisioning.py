@@ -16,10 +16,10 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 from localcloud import services
-from localcloud.provision import aws_clients, provision
+from localcloud.provision import aws_clients, endpoint_account, provision
 from localcloud.template import Template
 
-from tests.integration.conftest import ROOT, start_local_cloud
+from tests.integration.conftest import ROOT, start_emulator, start_local_cloud
 from tests.integration.test_local_cloud import assert_done, png, upload, wait_final
 
 pytestmark = pytest.mark.integration
@@ -40,6 +40,14 @@ def moto_endpoint(moto_log: Path) -> Iterator[str]:
     moto.stop()
 
 
+@pytest.fixture(scope="module")
+def emulator_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The run's emulator (LocalStack or moto) alone: its endpoint."""
+    process, endpoint = start_emulator(tmp_path_factory.mktemp("emulator"))
+    yield endpoint
+    process.stop()
+
+
 def test_moto_logs_no_line_per_request(moto_endpoint: str, moto_log: Path) -> None:
     sqs = aws_clients(moto_endpoint, "us-east-1")["sqs"]
     for _ in range(3):
@@ -51,13 +59,15 @@ def test_moto_logs_no_line_per_request(moto_endpoint: str, moto_log: Path) -> No
     assert "Running on" not in log
 
 
-def test_provisioning_builds_what_the_template_declares_idempotently(moto_endpoint):
+def test_provisioning_builds_what_the_template_declares_idempotently(emulator_endpoint):
+    account = endpoint_account(emulator_endpoint, "us-east-1")
     template = Template(
         ROOT / "template.yaml",
-        sqs_endpoint=moto_endpoint,
+        account_id=account,
+        sqs_endpoint=emulator_endpoint,
         dynamic_references=lambda service, ref: "unused",
     )
-    clients = aws_clients(moto_endpoint, "us-east-1")
+    clients = aws_clients(emulator_endpoint, "us-east-1")
     first = provision(template, clients)
     second = provision(template, clients)  # idempotent: same names, no error
     assert first == second
@@ -90,7 +100,7 @@ def test_provisioning_builds_what_the_template_declares_idempotently(moto_endpoi
 
     s3 = clients["s3"]
     bucket = first.buckets["UploadBucket"]
-    assert bucket == "imgclf-uploads-123456789012-us-east-1"
+    assert bucket == f"imgclf-uploads-{account}-us-east-1"
     [queue_config] = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
     assert queue_config["QueueArn"] == template.queue_arn("InferenceQueue")
     assert queue_config["Events"] == ["s3:ObjectCreated:*"]

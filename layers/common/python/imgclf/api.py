@@ -191,7 +191,13 @@ def _unexpected(exc: Exception) -> Response:
 def _resolver(kind: type[Resolver], router: Router, title: str) -> Resolver:
     resolver = kind(enable_validation=True, cors=_CORS)
     # Powertools runs this middleware first on every route; there is no public way to
-    # extend its body parsing or to run a dependency before it.
+    # extend its body parsing or to run a dependency before it. Fail at init, not silently,
+    # if a powertools release stops using it.
+    if not isinstance(
+        getattr(resolver, "_request_validation_middleware", None),
+        OpenAPIRequestValidationMiddleware,
+    ):
+        raise RuntimeError("aws-lambda-powertools no longer validates through the middleware")
     resolver._request_validation_middleware = _RequestValidation()
     resolver.include_router(router)
     resolver.configure_openapi(title=title, security_schemes=_SECURITY_SCHEMES)

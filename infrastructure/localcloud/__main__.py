@@ -223,6 +223,7 @@ def up(config: CloudConfig) -> int:
 
 
 def _banner(local: LocalCloud) -> str:
+    emulator = local.emulator.name if local.emulator else "your endpoint"
     lines = [
         "",
         "imgclf local cloud is up",
@@ -235,7 +236,8 @@ def _banner(local: LocalCloud) -> str:
     if local.frontend_url():
         lines.append(f"  Front end (Streamlit)                 {local.frontend_url()}")
     lines += [
-        f"  S3 / SQS / DynamoDB endpoint          {local.endpoint}",
+        f"  S3 / SQS / DynamoDB ({emulator})".ljust(40) + local.endpoint,
+        f"  Account (from the endpoint)           {local.account_id}",
         f"  Redis                                 {local.redis_url}",
         f"  Demo login                            {cloud.DEMO_LOGIN[0]} / {cloud.DEMO_LOGIN[1]}",
         f"  Logs                                  {local.logs}",

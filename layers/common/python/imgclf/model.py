@@ -314,7 +314,9 @@ def _openvino_forward(path: Path, precision: str) -> tuple[Callable[[np.ndarray]
     def forward(pixels: np.ndarray) -> np.ndarray:
         return request.infer({0: np.ascontiguousarray(pixels)})[0].copy()
 
-    return forward, "bf16" if running == ov.Type.bf16 else "f32"
+    # What it runs, named as results name it (f16: OpenVINO's choice on some ARM CPUs).
+    names = {ov.Type.bf16: "bf16", ov.Type.f16: "f16", ov.Type.f32: "f32"}
+    return forward, names.get(running, str(running))
 
 
 @dataclass

@@ -223,6 +223,8 @@ def localstack_server(port: int, python: Path, root: Path, log_path: Path) -> Ma
         "DNS_ADDRESS": "0",
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         "DISABLE_EVENTS": "1",
+        # Warnings and errors, not a line per request (as for moto's server).
+        "LS_LOG": "warn",
     }
     process = ManagedProcess(
         "localstack",

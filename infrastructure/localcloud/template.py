@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 DEFAULT_STACK = "imgclf"
+# moto's account, for a template read with no endpoint to ask (tests, tools); the local
+# cloud always resolves it with the account its endpoint names (provision.endpoint_account).
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 IMPLICIT_API = "ServerlessRestApi"

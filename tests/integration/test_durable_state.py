@@ -430,3 +430,27 @@ def test_an_ephemeral_cloud_saves_nothing(tmp_path):
     finally:
         down(cloud)
     assert not (state_dir / "saved").exists()
+
+
+def test_a_wedged_emulator_never_holds_a_request_past_its_timeout(tmp_path):
+    cloud = start(tmp_path / "cloud")
+    emulator = cloud.state()["processes"][cloud.state()["emulator"]]["pid"]
+    try:
+        headers = cloud.login()
+        os.kill(emulator, signal.SIGSTOP)  # accepts connections, answers nothing
+        # (route, the function's Timeout in template.yaml)
+        for method, path, body, timeout in [
+            ("POST", "/auth/login", {"email": "a@b.c", "password": "x"}, 10),
+            ("GET", "/predictions", None, 25),
+        ]:
+            started = time.monotonic()
+            reply = requests.request(
+                method, cloud.api_url + path, json=body, headers=headers, timeout=60
+            )
+            took = time.monotonic() - started
+            # 503 once the SDK gives up, or the gateway's 504 when the Timeout comes first.
+            assert reply.status_code in (503, 504), (path, reply.status_code, reply.text)
+            assert took < timeout + 3, f"{path} held for {took:.1f}s (Timeout {timeout}s)"
+    finally:
+        os.kill(emulator, signal.SIGCONT)
+        down(cloud)

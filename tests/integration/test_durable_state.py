@@ -32,7 +32,7 @@ from localcloud.provision import aws_clients, provision
 from localcloud.saved_state import SavedState
 from localcloud.template import Template
 
-from tests.integration.conftest import ROOT, LocalCloudHandle, start_local_cloud
+from tests.integration.conftest import ROOT, LocalCloudHandle, emulator, start_local_cloud
 from tests.integration.test_local_cloud import assert_done, png, upload, wait_final
 
 pytestmark = pytest.mark.integration
@@ -327,10 +327,10 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
         assert_done(wait_final(cloud, headers, prediction_id))
         wait_saved(state_dir, [prediction_id])
 
-        emulator = cloud.state()["emulator"]
-        os.kill(cloud.state()["processes"][emulator]["pid"], signal.SIGKILL)
+        dead = cloud.state()["emulator"]
+        os.kill(cloud.state()["processes"][dead]["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while cloud.state()["down"] != [emulator]:
+        while cloud.state()["down"] != [dead]:
             assert time.monotonic() < deadline, "the cloud did not notice the emulator died"
             time.sleep(0.1)
         saved_at = manifest(state_dir)["saved_at"]
@@ -357,7 +357,7 @@ def test_the_emulator_dying_answers_503_and_the_next_up_restores(tmp_path):
             "down",
             "up",
         )
-        assert f"{emulator} exited" in cloud.output.read_text()
+        assert f"{dead} exited" in cloud.output.read_text()
         assert cloud.process.poll() is None  # still serving
     finally:
         down(cloud)
@@ -400,9 +400,12 @@ def test_fresh_starts_empty_and_keeps_the_previous_state_aside(tmp_path):
         cloud.stop()
 
 
-def test_a_save_made_on_moto_restores_on_localstack(tmp_path):
+def test_a_save_made_on_one_emulator_restores_on_the_other(tmp_path):
+    # Saved on this run's emulator, restored on the other: `make test` runs both ways.
+    here = emulator()
+    other = {"localstack": "moto", "moto": "localstack"}[here]
     state_dir = tmp_path / "cloud"
-    cloud = start_local_cloud(state_dir, emulator_name="moto")
+    cloud = start_local_cloud(state_dir, emulator_name=here)
     try:
         headers = cloud.login()
         prediction_id = upload(cloud, headers, png(7400))
@@ -411,8 +414,9 @@ def test_a_save_made_on_moto_restores_on_localstack(tmp_path):
         before, sent = views(cloud, headers), feedback(cloud, headers)
     finally:
         down(cloud)
-    cloud = start_local_cloud(state_dir, emulator_name="localstack")
+    cloud = start_local_cloud(state_dir, emulator_name=other)
     try:
+        assert cloud.state()["emulator"] == other
         after = views(cloud, headers)
         assert stable(after[prediction_id]) == stable(before[prediction_id])
         assert feedback(cloud, headers) == sent
@@ -434,10 +438,10 @@ def test_an_ephemeral_cloud_saves_nothing(tmp_path):
 
 def test_a_wedged_emulator_never_holds_a_request_past_its_timeout(tmp_path):
     cloud = start(tmp_path / "cloud")
-    emulator = cloud.state()["processes"][cloud.state()["emulator"]]["pid"]
+    stopped = cloud.state()["processes"][cloud.state()["emulator"]]["pid"]
     try:
         headers = cloud.login()
-        os.kill(emulator, signal.SIGSTOP)  # accepts connections, answers nothing
+        os.kill(stopped, signal.SIGSTOP)  # accepts connections, answers nothing
         # (route, the function's Timeout in template.yaml)
         for method, path, body, timeout in [
             ("POST", "/auth/login", {"email": "a@b.c", "password": "x"}, 10),
@@ -452,5 +456,5 @@ def test_a_wedged_emulator_never_holds_a_request_past_its_timeout(tmp_path):
             assert reply.status_code in (503, 504), (path, reply.status_code, reply.text)
             assert took < timeout + 3, f"{path} held for {took:.1f}s (Timeout {timeout}s)"
     finally:
-        os.kill(emulator, signal.SIGCONT)
+        os.kill(stopped, signal.SIGCONT)
         down(cloud)

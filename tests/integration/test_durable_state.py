@@ -29,7 +29,7 @@ import pytest
 import requests
 from localcloud import services
 from localcloud.provision import aws_clients, provision
-from localcloud.saved_state import SavedState
+from localcloud.saved_state import SavedState, SaveRefused
 from localcloud.template import Template
 
 from tests.integration.conftest import ROOT, LocalCloudHandle, emulator, start_local_cloud
@@ -458,3 +458,40 @@ def test_a_wedged_emulator_never_holds_a_request_past_its_timeout(tmp_path):
     finally:
         os.kill(stopped, signal.SIGCONT)
         down(cloud)
+
+
+def test_an_emptied_emulator_is_never_saved_over_the_state_and_a_full_one_is_not_restored_over(
+    tmp_path,
+):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    port = services.free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = services.moto_server(port, tmp_path / "moto.log")
+    try:
+        template = Template(ROOT / "template.yaml", code_root=ROOT, sqs_endpoint=endpoint)
+        clients = aws_clients(endpoint, "us-east-1")
+        provision(template, clients)
+        users = template.physical_name("UsersTable")
+        item = {"email": {"S": "kept@example.com"}, "user_id": {"S": "u1"}}
+        clients["dynamodb"].put_item(TableName=users, Item=item)
+        saved = SavedState(tmp_path / "saved", template, endpoint, "us-east-1")
+        saved.save()
+        committed = saved.manifest()
+
+        # The emulator restarts empty (provisioned, no data): a save would erase the state.
+        moto.stop()
+        moto = services.moto_server(port, tmp_path / "moto.log")
+        provision(template, clients)
+        with pytest.raises(SaveRefused):
+            saved.save()
+        assert saved.manifest() == committed
+
+        # A table that holds data of its own is left as it is; the empty ones are restored.
+        other = {"email": {"S": "newer@example.com"}, "user_id": {"S": "u2"}}
+        clients["dynamodb"].put_item(TableName=users, Item=other)
+        report = saved.restore()
+        assert report.skipped == ["UsersTable (not empty)"]
+        assert clients["dynamodb"].scan(TableName=users)["Items"] == [other]
+    finally:
+        moto.stop()

@@ -310,7 +310,8 @@ def _count(manifest: dict[str, Any]) -> int:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``path`` so that it holds either its old content or all of ``data``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # One temporary name per thread: two objects with the same body are written at once.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as out:
         out.write(data)
         out.flush()

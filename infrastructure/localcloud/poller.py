@@ -150,6 +150,7 @@ class SqsPoller:
         return int(attributes["VisibilityTimeout"])
 
     def _run(self) -> None:
+        failing = 0
         while not self._stop.is_set():
             # Receive only with a free slot: a received batch must not wait for a sandbox.
             if not self._slots.acquire(timeout=0.5):
@@ -160,9 +161,17 @@ class SqsPoller:
                 if messages:
                     self._dispatch(messages)
                     handed_off = True
-            except Exception:  # an unreachable endpoint must not end polling
-                log.exception("%s: polling failed; retrying", self.source.queue_name)
+            except Exception as exc:  # an unreachable endpoint must not end polling
+                failing += 1
+                if failing == 1:  # its repeats every second (the emulator is down) are not news
+                    log.exception("%s: polling failed; retrying", self.source.queue_name)
+                else:
+                    log.debug("%s: polling failed again: %r", self.source.queue_name, exc)
                 self._stop.wait(1.0)
+            else:
+                if failing:
+                    log.warning("%s: polling works again", self.source.queue_name)
+                failing = 0
             finally:
                 if not handed_off:
                     self._slots.release()

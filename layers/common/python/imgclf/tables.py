@@ -68,6 +68,9 @@ def reachable() -> bool:
         PredictionRecord.get("-health-check-")
     except PredictionRecord.DoesNotExist:
         return True
+    except Exception:  # any failure to answer means "down" for a health check
+        return False
+    return True
 
 
 class UserRecord(Model):

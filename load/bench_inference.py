@@ -60,12 +60,15 @@ PHOTO_SIZES = ((640, 480), (800, 600), (1024, 768), (480, 640))
 
 
 def cpu_model() -> str:
-    """The CPU's model name, as lscpu shows it."""
+    """The CPU's model name and family, as lscpu shows them (e.g. "AMD EPYC, family 26,
+    model 2": a model name alone can hide which generation it is)."""
+    fields: dict[str, str] = {}
     with open("/proc/cpuinfo") as info:
         for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or "unknown"
+    return f"{name}, family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}"
 
 
 def cpu_flags() -> list[str]:

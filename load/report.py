@@ -242,7 +242,7 @@ CPU_COLUMNS = (
     ("FeedbackFunction", "feedback"),
     ("AuthFunction", "auth (logins)"),
     ("gateway + SQS poller", "gateway + poller"),
-    ("moto (S3, SQS, DynamoDB)", "moto"),
+    ("emulator (S3, SQS, DynamoDB)", "emulator"),
     ("redis", "redis"),
     ("locust", "locust"),
 )
@@ -422,15 +422,29 @@ def write_plots(summary: dict, out_dir: Path = LOAD_DIR) -> list[str]:
 
 
 def _variant_section(variant: dict) -> list[str]:
-    size, window = variant["settings"]["batching"].split(":")
+    settings = variant["settings"]
+    if settings.get("batching"):
+        size, window = settings["batching"].split(":")
+        title = f"BatchSize {size}, MaximumBatchingWindowInSeconds {window}"
+        how = (
+            f"`LOAD_BATCHING={size}:{window} make load`: the same scenarios on a copy of "
+            "template.yaml whose inference SQS event has these settings"
+        )
+    else:
+        title = f"on {settings['emulator']}"
+        how = (
+            f"`make load EMULATOR={settings['emulator']}`: the scenarios below on the other "
+            "emulator, for CPU per image by component side by side with the main run's"
+        )
     return [
-        f"## Variant: BatchSize {size}, MaximumBatchingWindowInSeconds {window}",
+        f"## Variant: {title}",
         "",
-        f"`LOAD_BATCHING={size}:{window} make load` (run {variant['started_at']}): the same "
-        "scenarios on a copy of template.yaml whose inference SQS event has these settings. "
-        f"Raw engine around its scenarios: {engine_range(variant)}.",
+        f"{how} (run {variant['started_at']}). Raw engine around its scenarios: "
+        f"{engine_range(variant)}.",
         "",
         *_summary_table(variant),
+        "",
+        *_cpu_table(variant),
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -455,7 +469,8 @@ def render_report(summary: dict, variants: list[dict] | None = None) -> str:
         "# imgclf load test report",
         "",
         f"Run {summary['started_at']} on this machine ({summary['machine']}), written by "
-        "`make load` (`python -m load.run`). Local cloud with `MODEL_WEIGHTS=random` (same "
+        "`make load` (`python -m load.run`). Local cloud on "
+        f"{settings.get('emulator', 'moto')} with `MODEL_WEIGHTS=random` (same "
         "compute as ImageNet weights), Locust headless on the same 2 cores. Each scenario runs "
         "on a fresh local cloud (no data from earlier scenarios) for "
         f"{settings['duration_s']} s, after a warm-up (two classifies per inference "

@@ -58,6 +58,7 @@ DEFAULT_USERS = (1, 10, 25, 50, 100, 200)
 DEFAULT_SANDBOXES = (1, 2)
 DEFAULT_DURATION_S = 45
 DEFAULT_ACCOUNTS = 20
+DEFAULT_EMULATOR = "localstack"
 DEMO_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "admin"
 # After a scenario, how long the runner waits for results the users did not wait for.
@@ -159,6 +160,12 @@ def _engine_figures(seconds: float = 3.0, rounds: int = 3) -> dict:
 # ---- the local cloud ------------------------------------------------------------------------
 
 
+def emulator() -> str:
+    """The emulator the clouds run on: LOCALCLOUD_EMULATOR (make load EMULATOR=...), else
+    make up's default."""
+    return os.environ.get("LOCALCLOUD_EMULATOR") or DEFAULT_EMULATOR
+
+
 @contextlib.contextmanager
 def start_local_cloud(
     sandboxes: int,
@@ -180,7 +187,7 @@ def start_local_cloud(
         project_dir=ROOT,
         template=(template or ROOT / "template.yaml").resolve(),
         state_dir=state_dir,
-        emulator=os.environ.get("LOCALCLOUD_EMULATOR") or "localstack",
+        emulator=emulator(),
         emulator_port=0,
         redis_port=0,
         api_port=0,
@@ -193,6 +200,8 @@ def start_local_cloud(
             "PredictionsFunction": predictions_concurrency,
         },
         env_overrides={"MODEL_WEIGHTS": "random"},
+        # A throwaway cloud: periodic saves would be load the test did not ask for.
+        durable=False,
     )
     cloud = LocalCloud(config)
     cloud.start()
@@ -230,11 +239,18 @@ def add_accounts(cloud: Any, count: int) -> list[tuple[str, str]]:
 
 
 def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process and its live children (LocalStack starts helpers)."""
     try:
-        times = psutil.Process(pid).cpu_times()
+        process = psutil.Process(pid)
+        processes = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0.0  # a sandbox replaced meanwhile: its CPU is not counted
-    return times.user + times.system
+    total = 0.0
+    for each in processes:
+        with contextlib.suppress(psutil.Error):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def component_cpu(cloud: Any) -> dict[str, float]:
@@ -246,7 +262,9 @@ def component_cpu(cloud: Any) -> dict[str, float]:
     out = {
         # The gateway's request threads and the SQS pollers run in this process.
         "gateway + SQS poller": me.user + me.system,
-        "moto (S3, SQS, DynamoDB)": _process_cpu(cloud.moto.process.pid) if cloud.moto else 0.0,
+        "emulator (S3, SQS, DynamoDB)": (
+            _process_cpu(cloud.emulator.process.pid) if cloud.emulator else 0.0
+        ),
         "redis": _process_cpu(cloud.redis.process.pid) if cloud.redis else 0.0,
         "locust": children.ru_utime + children.ru_stime,
         "machine (all processes)": sum(machine) - machine.idle - getattr(machine, "iowait", 0),
@@ -665,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         size, window = (int(part) for part in args.batching.split(":"))
         label = f"batch{size}-window{window}"
         template = batching_template(size, window, RESULTS_DIR / f"template-{label}.yaml")
+    if emulator() != DEFAULT_EMULATOR:
+        label = "-".join(part for part in (label, emulator()) if part)
     users = _csv_ints(args.users) if args.users else list(DEFAULT_USERS)
     sandbox_counts = _csv_ints(args.sandboxes) if args.sandboxes else list(DEFAULT_SANDBOXES)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -678,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             "wait_max": float(os.environ.get("LOAD_WAIT_MAX", "1.5")),
             "accounts": args.accounts,
             "batching": args.batching,
+            "emulator": emulator(),
         },
         "label": label,
         "scenarios": [],

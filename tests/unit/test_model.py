@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -282,3 +283,15 @@ def test_the_openvino_engine_runs_from_its_ir_without_tensorflow(
     )
     assert done.returncode == 0, done.stderr
     assert labels.is_class_name(done.stdout.strip().splitlines()[-1])
+
+
+def test_without_its_ir_or_tensorflow_the_engine_says_what_is_missing(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW.replace('"random"', '"imagenet"')],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_HOME": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    assert "no OpenVINO IR at" in done.stderr and "needs TensorFlow" in done.stderr

@@ -343,7 +343,14 @@ class Classifier:
         if self.engine == "openvino":
             path = openvino_ir_path(self.weights, self.seed)
             if not path.is_file():
-                convert_to_openvino(self._keras(), path)
+                try:
+                    keras_model = self._keras()
+                except ImportError as exc:  # the runtime image: no TensorFlow, IR expected
+                    raise RuntimeError(
+                        f"no OpenVINO IR at {path}, and converting one needs TensorFlow and "
+                        "Keras (functions/inference/requirements-build.txt)"
+                    ) from exc
+                convert_to_openvino(keras_model, path)
             self._forward, self.precision = _openvino_forward(path, self.precision)
         else:
             if self.precision == "bf16":

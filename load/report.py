@@ -339,7 +339,7 @@ def _comparison_table(summary: dict) -> list[str]:
         + ("; ".join(second) if second else "not run")
         + " |",
         "| model serving | `model.predict`, one image at a time, 50 ms sleep between jobs "
-        f"| one compiled-graph call per SQS batch (mean batch {batch_at(50)} at 50 users) |",
+        f"| one engine call per SQS batch (mean batch {batch_at(50)} at 50 users) |",
         "| client | logged in on every task | logs in once per user |",
     ]
     return [line for line in lines if line]

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pytest
 import redis
 import requests
@@ -121,6 +122,30 @@ class LocalCloudHandle:
         )
         reply.raise_for_status()
         return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+    def grant(self, headers: dict, size: int, filename: str = "image.png") -> dict:
+        """POST /uploads for a PNG of ``size`` bytes: the reply (prediction id, pre-signed
+        POST, expires_in), checked to be 201."""
+        reply = requests.post(
+            f"{self.api_url}/uploads",
+            json={"filename": filename, "content_type": "image/png", "size": size},
+            headers=headers,
+            timeout=30,
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json()
+
+    def stored(self, key: str) -> bool:
+        """Whether the upload bucket holds ``key``."""
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name=self.env["AWS_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        listed = s3.list_objects_v2(Bucket=self.env["UPLOAD_BUCKET"], Prefix=key)
+        return any(item["Key"] == key for item in listed.get("Contents", []))
 
     def add_user(self, email: str, password: str) -> None:
         """Create a user with the layer's own command, in the functions' environment."""

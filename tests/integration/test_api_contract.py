@@ -112,19 +112,13 @@ def done_prediction(cloud, headers: dict) -> str:
     image = io.BytesIO()
     Image.new("RGB", (32, 32), (200, 40, 40)).save(image, format="PNG")
     data = image.getvalue()
-    reply = requests.post(
-        f"{cloud.api_url}/uploads",
-        json={"filename": "red.png", "content_type": "image/png", "size": len(data)},
-        headers=headers,
-        timeout=30,
-    )
-    assert reply.status_code == 201, reply.text
-    post = reply.json()["upload"]
+    created = cloud.grant(headers, len(data), "red.png")
+    post = created["upload"]
     stored = requests.post(
         post["url"], data=post["fields"], files={"file": ("red.png", data)}, timeout=30
     )
     assert stored.ok, stored.text
-    prediction_id = reply.json()["prediction_id"]
+    prediction_id = created["prediction_id"]
     deadline = time.monotonic() + 240  # the first result may wait for ResNet50 to build
     while time.monotonic() < deadline:
         view = requests.get(

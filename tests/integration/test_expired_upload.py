@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from streamlit.testing.v1 import AppTest
@@ -53,34 +52,16 @@ def headers(cloud: LocalCloudHandle) -> dict:
 
 
 def grant(cloud: LocalCloudHandle, headers: dict, data: bytes) -> dict:
-    """POST /uploads for ``data`` as a PNG: the reply (prediction id, pre-signed POST)."""
-    reply = requests.post(
-        f"{cloud.api_url}/uploads",
-        json={"filename": "late.png", "content_type": "image/png", "size": len(data)},
-        headers=headers,
-        timeout=30,
-    )
-    assert reply.status_code == 201, reply.text
-    assert reply.json()["expires_in"] == URL_TTL
-    return reply.json()
+    """POST /uploads for ``data`` as a PNG: the reply, its URL living URL_TTL seconds."""
+    created = cloud.grant(headers, len(data), "late.png")
+    assert created["expires_in"] == URL_TTL
+    return created
 
 
 def post_file(upload: dict, data: bytes) -> requests.Response:
     return requests.post(
         upload["url"], data=upload["fields"], files={"file": ("late.png", data)}, timeout=60
     )
-
-
-def stored(cloud: LocalCloudHandle, key: str) -> bool:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=cloud.env["AWS_ENDPOINT_URL"],
-        region_name=cloud.env["AWS_REGION"],
-        aws_access_key_id=cloud.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=cloud.env["AWS_SECRET_ACCESS_KEY"],
-    )
-    listed = s3.list_objects_v2(Bucket=cloud.env["UPLOAD_BUCKET"], Prefix=key)
-    return any(item["Key"] == key for item in listed.get("Contents", []))
 
 
 def invocations(cloud: LocalCloudHandle, function: str) -> int:
@@ -125,7 +106,7 @@ def test_a_grant_never_used_ends_expired_everywhere_and_stays_so(cloud, headers)
     if emulator() == "localstack":
         assert late.status_code == 403, late.text
         assert "expired" in late.text.lower(), late.text
-        assert not stored(cloud, upload["fields"]["key"])
+        assert not cloud.stored(upload["fields"]["key"])
     else:
         # moto's S3 stores it; wait until the inference function has taken its event.
         assert late.ok, late.text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
 import requests
 
@@ -43,31 +42,6 @@ def headers(localstack_cloud: LocalCloudHandle) -> dict:
     return localstack_cloud.login()
 
 
-def grant(cloud: LocalCloudHandle, headers: dict, size: int) -> dict:
-    """POST /uploads for a PNG of ``size`` bytes: the reply's pre-signed POST."""
-    reply = requests.post(
-        f"{cloud.api_url}/uploads",
-        json={"filename": "policy.png", "content_type": "image/png", "size": size},
-        headers=headers,
-        timeout=30,
-    )
-    assert reply.status_code == 201, reply.text
-    return reply.json()["upload"]
-
-
-def stored(cloud: LocalCloudHandle, key: str) -> bool:
-    """Whether the upload bucket holds ``key``."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=cloud.env["AWS_ENDPOINT_URL"],
-        region_name=cloud.env["AWS_REGION"],
-        aws_access_key_id=cloud.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=cloud.env["AWS_SECRET_ACCESS_KEY"],
-    )
-    listed = s3.list_objects_v2(Bucket=cloud.env["UPLOAD_BUCKET"], Prefix=key)
-    return any(item["Key"] == key for item in listed.get("Contents", []))
-
-
 def post(upload: dict, data: bytes, content_type: str = "image/png", **fields: str):
     form = {**upload["fields"], **fields}
     return requests.post(
@@ -78,40 +52,40 @@ def post(upload: dict, data: bytes, content_type: str = "image/png", **fields: s
 def test_the_form_as_granted_is_accepted(localstack_cloud, headers):
     # The control for the refusals below: same cloud, same form, nothing changed.
     data = png(9100)
-    upload = grant(localstack_cloud, headers, len(data))
+    upload = localstack_cloud.grant(headers, len(data), "policy.png")["upload"]
     reply = post(upload, data)
     assert reply.status_code in (200, 201, 204), reply.text
-    assert stored(localstack_cloud, upload["fields"]["key"])
+    assert localstack_cloud.stored(upload["fields"]["key"])
 
 
 def test_another_key_is_refused(localstack_cloud, headers):
     data = png(9101)
-    upload = grant(localstack_cloud, headers, len(data))
+    upload = localstack_cloud.grant(headers, len(data), "policy.png")["upload"]
     granted = upload["fields"]["key"]
     other = granted.rsplit("/", 1)[0] + "/" + "f" * 32
     reply = post(upload, data, key=other)
     assert reply.status_code == 403, reply.text
     assert "Policy" in reply.text
-    assert not stored(localstack_cloud, other)
-    assert not stored(localstack_cloud, granted)
+    assert not localstack_cloud.stored(other)
+    assert not localstack_cloud.stored(granted)
 
 
 def test_another_content_type_is_refused(localstack_cloud, headers):
     data = png(9102)
-    upload = grant(localstack_cloud, headers, len(data))
+    upload = localstack_cloud.grant(headers, len(data), "policy.png")["upload"]
     reply = post(upload, data, "text/html", **{"Content-Type": "text/html"})
     assert reply.status_code == 403, reply.text
     assert "Policy" in reply.text
-    assert not stored(localstack_cloud, upload["fields"]["key"])
+    assert not localstack_cloud.stored(upload["fields"]["key"])
 
 
 def test_a_file_larger_than_granted_is_refused(localstack_cloud, headers):
-    upload = grant(localstack_cloud, headers, len(png(9103)))
+    upload = localstack_cloud.grant(headers, len(png(9103)), "policy.png")["upload"]
     oversized = png(9103) + bytes(MAX_BYTES)  # past the grant and past UploadMaxBytes
     reply = post(upload, oversized)
     assert reply.status_code == 400, reply.text
     assert "EntityTooLarge" in reply.text
-    assert not stored(localstack_cloud, upload["fields"]["key"])
+    assert not localstack_cloud.stored(upload["fields"]["key"])
 
 
 @pytest.mark.parametrize("extra", [1, -1])
@@ -119,8 +93,8 @@ def test_a_file_of_any_other_size_than_declared_is_refused(localstack_cloud, hea
     # The policy's content-length-range is exactly the declared size: one byte more or less
     # (well inside UploadMaxBytes) is refused all the same.
     data = png(9104)
-    upload = grant(localstack_cloud, headers, len(data))
+    upload = localstack_cloud.grant(headers, len(data), "policy.png")["upload"]
     reply = post(upload, data + b"\0" if extra > 0 else data[:-1])
     assert reply.status_code == 400, reply.text
     assert ("EntityTooLarge" if extra > 0 else "EntityTooSmall") in reply.text
-    assert not stored(localstack_cloud, upload["fields"]["key"])
+    assert not localstack_cloud.stored(upload["fields"]["key"])
